@@ -1,0 +1,1 @@
+"""EfficientViT-SAM and GroundingDINO: pure torch, no IO, no orchestration."""

@@ -1,0 +1,1 @@
+"""EfficientViT-SAM: EfficientViT image encoder + SAM prompt encoder and mask decoder."""

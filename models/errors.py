@@ -1,0 +1,29 @@
+"""Errors raised by `autolabel.models`. Every message says what was expected and what was received."""
+
+
+class ModelError(Exception):
+    """Root of every error raised by `autolabel.models`."""
+
+
+class UnknownModelError(ModelError, LookupError):
+    """A model name that is not in the registry."""
+
+
+class CheckpointError(ModelError, RuntimeError):
+    """A checkpoint file that is missing, unreadable or fails its checksum."""
+
+
+class ChecksumMismatchError(CheckpointError):
+    """A checkpoint whose sha256 differs from the pinned one."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint whose keys or shapes differ from the architecture (strict loading)."""
+
+
+class WeightsUnavailableError(CheckpointError, FileNotFoundError):
+    """Weights that are not on disk and could not be downloaded (for example offline)."""
+
+
+class InvalidInputError(ModelError, ValueError):
+    """An image or prompt with the wrong type, shape, dtype or value."""

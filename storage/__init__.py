@@ -1,0 +1,1 @@
+"""Object stores, image decoding, the annotation database and file formats (no orchestration)."""

@@ -1,0 +1,1 @@
+"""Thin Prefect tasks over `autolabel.models` and `autolabel.storage`."""

@@ -1,0 +1,149 @@
+"""Shared fixtures: a fresh PostgreSQL database, a real S3 endpoint (moto server), Prefect.
+
+The PostgreSQL server at 127.0.0.1:5432 (trust auth) and moto's HTTP server are real services;
+nothing here mocks them. Set AUTOLABEL_TEST_PG_ADMIN_URL to use another server.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get(
+    "AUTOLABEL_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `gpu` tests when CUDA is not available."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL of a fresh database on the PostgreSQL server, dropped afterwards."""
+    import psycopg
+
+    name = f"autolabel_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class MotoServer:
+    """A moto S3 server in a subprocess, listening on 127.0.0.1:`port`."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if self._proc.poll() is not None:
+                    raise RuntimeError("moto server exited during start-up") from None
+                time.sleep(0.1)
+        raise RuntimeError(f"moto server did not listen on port {self.port} within 30 s")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """A real S3 HTTP endpoint for the whole session."""
+    server = MotoServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point boto3 at the moto server with dummy credentials; returns the endpoint URL."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AUTOLABEL_S3_ENDPOINT_URL", moto_server.endpoint_url)
+    return moto_server.endpoint_url
+
+
+@pytest.fixture
+def s3_bucket(s3_env: str) -> str:
+    """A new, empty bucket on the moto server; returns its name."""
+    import boto3
+
+    name = f"bucket-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An isolated PREFECT_HOME with telemetry off, set for the whole session."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PREFECT_HOME", str(home))
+    patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    patch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    patch.delenv("PREFECT_API_URL", raising=False)
+    try:
+        yield home
+    finally:
+        patch.undo()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_home: Path) -> Iterator[None]:
+    """A throwaway Prefect API (prefect_test_harness) shared by the session's flow tests."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,9 @@
+"""Errors raised by `autolabel.flows` and the command line."""
+
+
+class FlowError(Exception):
+    """Root of every error raised by `autolabel.flows`."""
+
+
+class ConfigError(FlowError, ValueError):
+    """A setting that cannot be used; the message names the variable, the value and what is accepted."""

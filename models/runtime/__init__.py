@@ -1,0 +1,1 @@
+"""Running models efficiently: device selection and memory-adaptive batching."""

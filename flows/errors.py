@@ -6,4 +6,4 @@ class FlowError(Exception):
 
 
 class ConfigError(FlowError, ValueError):
-    """A setting that cannot be used; the message names the variable, the value and what is accepted."""
+    """A setting that cannot be used: the message names the variable, value and what is accepted."""

@@ -58,15 +58,16 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the annotation database, e.g. "
-        "`postgresql+psycopg://user@host:5432/autolabel`. Default: SQLite file `<home>/autolabel.db`.",
+        "`postgresql+psycopg://user@host:5432/autolabel`. "
+        "Default: SQLite file `<home>/autolabel.db`.",
     )
     database_password: SecretStr | None = Field(
         default=None,
-        description="Database password, kept out of the URL (and out of logs and flow parameters).",
+        description="Database password, kept out of the URL, logs and flow parameters.",
     )
     weights_dir: Path | None = Field(
         default=None,
-        description="Folder holding checkpoint files (checked by sha256). Default: `<home>/weights`.",
+        description="Folder of checkpoint files (checked by sha256). Default: `<home>/weights`.",
     )
     device: str = Field(
         default="auto", description="Inference device: `auto`, `cpu`, `cuda` or `cuda:N`."
@@ -113,7 +114,8 @@ class Settings(BaseSettings):
         scheme = urlsplit(value).scheme.split("+", 1)[0]
         if scheme not in DATABASE_SCHEMES:
             raise ValueError(
-                f"expected a sqlite:/// or postgresql+psycopg:// URL, got scheme {scheme or '(none)'!r}"
+                "expected a sqlite:/// or postgresql+psycopg:// URL, "
+                f"got scheme {scheme or '(none)'!r}"
             )
         return value
 
@@ -139,7 +141,7 @@ def get_settings() -> Settings:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment (and `.env`), turning validation errors into `ConfigError`."""
+    """Read settings from the environment and `.env`; validation errors become `ConfigError`."""
     from pydantic import ValidationError
 
     try:

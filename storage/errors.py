@@ -35,3 +35,7 @@ class InvalidImageError(StorageError, ValueError):
 
 class FormatError(StorageError, ValueError):
     """A COCO or SA-1B file that does not follow its format."""
+
+
+class ConflictError(StorageError, ValueError):
+    """A write that contradicts stored data (e.g. a model version name reused with new weights)."""

@@ -46,15 +46,16 @@ def check_torch(settings: Settings) -> Check:
 
 
 def check_database(settings: Settings) -> Check:
-    from autolabel.storage.db.engine import make_engine, redact_url, schema_status
+    from autolabel.flows.resources import database_url
+    from autolabel.storage.db.engine import make_engine, schema_status
 
-    url = settings.resolved_database_url
-    engine = make_engine(url, password=_secret(settings))
+    url = database_url(settings)
+    engine = make_engine(url)
     try:
         current, head = schema_status(engine)
     finally:
         engine.dispose()
-    where = redact_url(url)
+    where = url.render_as_string(hide_password=True)
     if current == head:
         return Check("database", "ok", f"{where}; schema at {head}")
     state = "empty" if current is None else f"at {current}"
@@ -109,11 +110,6 @@ def check_prefect(settings: Settings) -> Check:
     if response.status_code != 200:
         return Check("prefect", "fail", f"{api_url}/health answered {response.status_code}")
     return Check("prefect", "ok", f"server {api_url}{note}")
-
-
-def _secret(settings: Settings) -> str | None:
-    password = settings.database_password
-    return password.get_secret_value() if password is not None else None
 
 
 def _guarded(name: str, check: Callable[[Settings], Check], settings: Settings) -> Check:

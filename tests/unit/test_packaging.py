@@ -47,9 +47,19 @@ def test_layers_import_under_autolabel() -> None:
 def test_wheel_contains_every_module(tmp_path: Path) -> None:
     """A regular (non-editable) install ships every module and data file of the four layers."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
     )
     (wheel,) = tmp_path.glob("autolabel-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -10,7 +10,9 @@ README = Path(__file__).resolve().parents[3] / "README.md"
 
 def test_configuration_table_matches_settings() -> None:
     text = README.read_text()
-    match = re.search(r"<!-- settings-table:start.*?-->\n(.*?)\n<!-- settings-table:end -->", text, re.S)
+    match = re.search(
+        r"<!-- settings-table:start.*?-->\n(.*?)\n<!-- settings-table:end -->", text, re.S
+    )
     assert match, "README.md lost its settings-table markers"
     assert match.group(1) == settings_table_markdown()
 

@@ -47,7 +47,9 @@ def test_user_facing_variable_names(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_dotenv_file_is_read(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("AUTOLABEL_DEVICE=cpu\nAUTOLABEL_SEGMENTER=efficientvit-sam-xl1\n")
+    (tmp_path / ".env").write_text(
+        "AUTOLABEL_DEVICE=cpu\nAUTOLABEL_SEGMENTER=efficientvit-sam-xl1\n"
+    )
     settings = load_settings()
     assert settings.device == "cpu"
     assert settings.segmenter == "efficientvit-sam-xl1"

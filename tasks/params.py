@@ -1,0 +1,135 @@
+"""Validated parameters of a labeling job, and the references tasks pass to each other.
+
+Everything here is small and JSON-serialisable: Prefect stores flow and task parameters, so they
+carry keys and ids, never pixels, tensors, models, clients or sessions, and never secrets.
+"""
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from autolabel.models.prompts import PromptSet
+
+
+class Thresholds(BaseModel):
+    """Detector post-processing knobs (see `autolabel.models.detection.DetectionConfig`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    box_threshold: float = Field(0.35, ge=0.0, le=1.0, description="Minimum box confidence.")
+    text_threshold: float = Field(
+        0.25, ge=0.0, le=1.0, description="Minimum probability of the matched phrase."
+    )
+    category_box_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Per-category box threshold, by category name."
+    )
+    category_text_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Per-category text threshold, by category name."
+    )
+    nms_iou: float = Field(0.5, ge=0.0, le=1.0, description="Per-category NMS IoU.")
+    duplicate_policy: Literal["keep_best", "keep_both"] = Field(
+        "keep_best", description="What to do with boxes of different categories on one object."
+    )
+    duplicate_iou: float = Field(
+        0.8, ge=0.0, le=1.0, description="IoU above which boxes of two categories are one object."
+    )
+    max_detections: int = Field(100, ge=1, le=10_000, description="Most boxes per image.")
+
+
+class LabelJob(BaseModel):
+    """One auto-labeling job: where the images are, what to find, with which models.
+
+    `source` is a store URL with an optional prefix (`s3://bucket/raw/2026/`, `file:///data/imgs`);
+    `pattern` filters keys by glob, or `manifest` names a text/JSONL list of keys or URLs instead.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field(description="Store URL with optional prefix, e.g. s3://bucket/raw/.")
+    dataset: str = Field(min_length=1, max_length=200, description="Dataset name in the database.")
+    prompts: list[str] = Field(
+        description='Category names, or one " . "-separated caption split into names.'
+    )
+    synonyms: dict[str, list[str]] = Field(
+        default_factory=dict, description="Extra phrases per category, mapped back to it."
+    )
+    pattern: str | None = Field(None, description="Glob on keys below the source, e.g. **/*.jpg.")
+    manifest: str | None = Field(None, description="URL of a manifest listing keys or URLs.")
+    boxes_from: str | None = Field(
+        None, description="COCO JSON URL: segment its boxes instead of running the detector."
+    )
+    detector: str = Field("grounding-dino-swint-ogc", description="Detector model name.")
+    segmenter: str = Field("efficientvit-sam-l0", description="EfficientViT-SAM model name.")
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    shard_size: int = Field(256, ge=1, le=10_000, description="Images per shard task.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Images per device batch.")
+    io_threads: int = Field(4, ge=1, le=64, description="Fetch/decode threads per shard.")
+    max_failure_fraction: float = Field(
+        0.5, ge=0.0, le=1.0, description="Abort the run when more images than this fail."
+    )
+    random_weights: bool = Field(
+        False, description="Use randomly initialised models (smoke tests only; labels are noise)."
+    )
+
+    @field_validator("prompts", mode="before")
+    @classmethod
+    def _split_caption(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in (p.strip() for p in value.split(".")) if part]
+        return value
+
+    @model_validator(mode="after")
+    def _check_prompts(self) -> "LabelJob":
+        if self.boxes_from is None:
+            self.prompt_set()  # raises InvalidInputError with the reason
+        if self.pattern is not None and self.manifest is not None:
+            raise ValueError("expected either pattern or manifest, got both")
+        return self
+
+    def prompt_set(self) -> PromptSet:
+        """The categories and phrases to detect."""
+        if self.synonyms:
+            table = {name: list(self.synonyms.get(name, [])) for name in self.prompts}
+            return PromptSet.from_categories(table)
+        return PromptSet.from_categories(self.prompts)
+
+    def work_key(self, *, detector_version: str, segmenter_version: str) -> str:
+        """sha256 hex identifying the labels this job produces for an image.
+
+        Two runs with the same key produce the same annotations for an image with the same etag,
+        so a rerun skips images already done under this key.
+        """
+        identity = {
+            "detector": detector_version if self.boxes_from is None else None,
+            "boxes_from": self.boxes_from,
+            "segmenter": segmenter_version,
+            "prompts": self.prompts,
+            "synonyms": self.synonyms,
+            "thresholds": self.thresholds.model_dump(mode="json"),
+        }
+        blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ShardRef(BaseModel):
+    """A shard of images to label, by database id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    image_ids: list[int]
+
+
+class ShardResult(BaseModel):
+    """What one shard task did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    images_done: int = 0
+    images_failed: int = 0
+    annotations: int = 0
+    failures: dict[str, int] = Field(default_factory=dict, description="Failed images by reason.")
+    seconds: dict[str, float] = Field(default_factory=dict, description="Time per stage.")

@@ -92,46 +92,56 @@ def preprocess_image(image: npt.NDArray[np.uint8], encoder_input_size: int) -> T
 
 
 class PromptTransform:
-    """Map prompts from the original image frame (H, W) to the 1024 prompt frame (h', w').
+    """Map prompts from an original image frame (H, W) to the 1024 prompt frame (h', w').
 
-    x scales by w'/W and y by h'/H. Numpy inputs are computed in float64 (cast to float32 when
-    building tensors); torch inputs in float32, as upstream.
+    The interface of segment-anything's `ResizeLongestSide` (every method takes the image's
+    `original_size`), with the official EfficientViT-SAM arithmetic: x scales by w'/W and y by
+    h'/H. Numpy inputs are computed in float64 (cast to float32 when building tensors); torch
+    inputs in float32. Stateless, so one instance can be shared by threads.
 
     Args:
-        original_size: (H, W) of the image.
+        target_length: Long side of the prompt frame (1024 for every variant).
     """
 
-    def __init__(self, original_size: tuple[int, int]) -> None:
-        self.original_size = original_size
-        self.prompt_size = preprocess_shape(*original_size, PROMPT_FRAME_SIZE)
+    def __init__(self, target_length: int = PROMPT_FRAME_SIZE) -> None:
+        self.target_length = target_length
 
-    def _scales(self) -> tuple[float, float]:
-        (old_h, old_w), (new_h, new_w) = self.original_size, self.prompt_size
-        return new_w / old_w, new_h / old_h
+    def prompt_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
+        """(h', w') of an image of `original_size` (H, W) in the prompt frame."""
+        return preprocess_shape(original_size[0], original_size[1], self.target_length)
 
-    def apply_coords(self, coords: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """(..., 2) xy points, original frame -> float64 prompt frame."""
+    def _scales(self, original_size: tuple[int, int]) -> tuple[float, float]:
+        new_h, new_w = self.prompt_size(original_size)
+        return new_w / original_size[1], new_h / original_size[0]
+
+    def apply_coords(
+        self, coords: npt.ArrayLike, original_size: tuple[int, int]
+    ) -> npt.NDArray[np.float64]:
+        """(..., 2) xy points, original frame -> float64 prompt frame (a new array)."""
         out = np.array(coords, dtype=np.float64, copy=True)
-        sx, sy = self._scales()
+        sx, sy = self._scales(original_size)
         out[..., 0] *= sx
         out[..., 1] *= sy
         return out
 
-    def apply_boxes(self, boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    def apply_boxes(
+        self, boxes: npt.ArrayLike, original_size: tuple[int, int]
+    ) -> npt.NDArray[np.float64]:
         """(N, 4) or (4,) xyxy boxes, original frame -> (N, 4) float64 prompt frame."""
-        return self.apply_coords(np.asarray(boxes).reshape(-1, 2, 2)).reshape(-1, 4)
+        pairs = np.asarray(boxes, dtype=np.float64).reshape(-1, 2, 2)
+        return self.apply_coords(pairs, original_size).reshape(-1, 4)
 
-    def apply_coords_torch(self, coords: Tensor) -> Tensor:
-        """(..., 2) xy points tensor, original frame -> float32 prompt frame (new tensor)."""
+    def apply_coords_torch(self, coords: Tensor, original_size: tuple[int, int]) -> Tensor:
+        """(..., 2) xy points tensor, original frame -> float32 prompt frame (a new tensor)."""
         out = coords.detach().clone().to(torch.float32)
-        sx, sy = self._scales()
+        sx, sy = self._scales(original_size)
         out[..., 0] = out[..., 0] * sx
         out[..., 1] = out[..., 1] * sy
         return out
 
-    def apply_boxes_torch(self, boxes: Tensor) -> Tensor:
+    def apply_boxes_torch(self, boxes: Tensor, original_size: tuple[int, int]) -> Tensor:
         """(N, 4) xyxy boxes tensor, original frame -> (N, 4) float32 prompt frame."""
-        return self.apply_coords_torch(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
+        return self.apply_coords_torch(boxes.reshape(-1, 2, 2), original_size).reshape(-1, 4)
 
 
 def postprocess_masks(

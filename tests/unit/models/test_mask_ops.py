@@ -1,0 +1,214 @@
+"""Tests of the mask-generation building blocks on hand-made masks, boxes and logits."""
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from pycocotools import mask as coco_mask
+
+from autolabel.models import mask_ops
+from autolabel.models.efficientvit_sam import sam_modules  # registers bare segment_anything
+from autolabel.models.errors import InvalidInputError
+
+assert sam_modules.MaskDecoder is not None
+sam_amg = importlib.import_module("segment_anything.utils.amg")  # reference, pure numpy/torch
+
+
+def test_point_grid_is_cell_centres_row_major() -> None:
+    grid = mask_ops.build_point_grid(2)
+    np.testing.assert_allclose(grid, [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
+
+
+@pytest.mark.parametrize("n", [1, 3, 16, 32])
+def test_point_grid_matches_segment_anything(n: int) -> None:
+    np.testing.assert_allclose(mask_ops.build_point_grid(n), sam_amg.build_point_grid(n))
+
+
+def test_layer_point_grids_downscale_per_layer() -> None:
+    grids = mask_ops.build_layer_point_grids(16, 2, 2)
+    assert [len(g) for g in grids] == [256, 64, 16]
+
+
+def test_point_grid_rejects_zero() -> None:
+    with pytest.raises(InvalidInputError, match="points_per_side"):
+        mask_ops.build_point_grid(0)
+
+
+@pytest.mark.parametrize(("hw", "layers", "ratio"), [((100, 150), 1, 0.34), ((77, 64), 2, 0.2)])
+def test_crop_boxes_match_segment_anything(hw: tuple[int, int], layers: int, ratio: float) -> None:
+    boxes, layer_ids = mask_ops.generate_crop_boxes(hw, layers, ratio)
+    ref_boxes, ref_layers = sam_amg.generate_crop_boxes(hw, layers, ratio)
+    assert [list(b) for b in boxes] == ref_boxes
+    assert layer_ids == ref_layers
+    assert boxes[0] == (0, 0, hw[1], hw[0])
+
+
+def test_stability_score_of_hand_made_logits() -> None:
+    logits = torch.full((1, 10, 10), -5.0)
+    logits[0, :2, :] = 2.0  # 20 pixels above threshold + offset
+    logits[0, 2:5, :] = 0.5  # 30 more pixels above threshold - offset only
+    score = mask_ops.stability_score(logits, mask_threshold=0.0, offset=1.0)
+    assert score.tolist() == pytest.approx([20 / 50])
+
+
+def test_stability_score_empty_mask_is_zero_and_crisp_mask_is_one() -> None:
+    logits = torch.full((2, 8, 8), -5.0)
+    logits[1, 2:4, 2:4] = 5.0
+    assert mask_ops.stability_score(logits, 0.0, 1.0).tolist() == [0.0, 1.0]
+
+
+def test_stability_score_matches_segment_anything() -> None:
+    logits = torch.randn(6, 32, 40, generator=torch.Generator().manual_seed(0)) * 3
+    ours = mask_ops.stability_score(logits, 0.0, 1.0)
+    torch.testing.assert_close(ours, sam_amg.calculate_stability_score(logits, 0.0, 1.0).float())
+
+
+def test_boxes_of_hand_made_masks_use_exclusive_edges() -> None:
+    masks = torch.zeros((3, 10, 12), dtype=torch.bool)
+    masks[0, 2:5, 3:6] = True
+    masks[1, 9, 11] = True
+    boxes = mask_ops.masks_to_boxes_xyxy(masks)
+    assert boxes.tolist() == [[3, 2, 6, 5], [11, 9, 12, 10], [0, 0, 0, 0]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.bool_, st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9))))
+def test_boxes_equal_pycocotools_bbox(masks: np.ndarray) -> None:
+    boxes = mask_ops.masks_to_boxes_xyxy(torch.from_numpy(masks))
+    rles = coco_mask.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    coco_xywh = coco_mask.toBbox(rles).reshape(-1, 4)
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+    np.testing.assert_array_equal(xywh.numpy(), coco_xywh)
+
+
+def test_box_iou_hand_made() -> None:
+    a = torch.tensor([[0, 0, 10, 10], [0, 0, 0, 0]])
+    b = torch.tensor([[5, 0, 15, 10], [20, 20, 30, 30]])
+    torch.testing.assert_close(
+        box_iou := mask_ops.box_iou(a, b), torch.tensor([[1 / 3, 0], [0, 0]])
+    )
+    assert box_iou.shape == (2, 2)
+
+
+BOXES = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9]])
+SCORES = torch.tensor([0.8, 0.9, 0.7, 0.6])
+
+
+def test_nms_suppresses_overlaps_above_threshold_in_score_order() -> None:
+    # IoU(0, 1) = 81 / 119 = 0.68; IoU(0, 3) = 0.9; IoU(1, 3) = 72 / 118 = 0.61.
+    assert mask_ops.nms(BOXES, SCORES, 0.5).tolist() == [1, 2]
+    assert mask_ops.nms(BOXES, SCORES, 0.65).tolist() == [1, 2, 3]
+    assert mask_ops.nms(BOXES, SCORES, 0.95).tolist() == [1, 0, 2, 3]
+
+
+def test_nms_suppressed_box_does_not_suppress_others() -> None:
+    # 0 suppresses 1; 1 would suppress 2, but 1 is gone, so 2 stays.
+    boxes = torch.tensor([[0, 0, 10, 10], [4, 0, 14, 10], [8, 0, 18, 10]])
+    scores = torch.tensor([3.0, 2.0, 1.0])
+    assert mask_ops.nms(boxes, scores, 0.3).tolist() == [0, 2]
+
+
+def _reference_nms(boxes: torch.Tensor, scores: torch.Tensor, thresh: float) -> list[int]:
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+    kept: list[int] = []
+    for i in order:
+        if all(float(mask_ops.box_iou(boxes[i : i + 1], boxes[k : k + 1])) <= thresh for k in kept):
+            kept.append(i)
+    return kept
+
+
+def test_nms_matches_naive_greedy_on_random_boxes() -> None:
+    gen = torch.Generator().manual_seed(3)
+    xy = torch.randint(0, 50, (60, 2), generator=gen)
+    wh = torch.randint(1, 30, (60, 2), generator=gen)
+    boxes = torch.cat([xy, xy + wh], dim=1)
+    scores = torch.rand(60, generator=gen)
+    assert mask_ops.nms(boxes, scores, 0.4).tolist() == _reference_nms(boxes, scores, 0.4)
+
+
+def test_batched_nms_keeps_overlaps_of_different_categories() -> None:
+    categories = torch.tensor([0, 1, 0, 1])
+    assert mask_ops.batched_nms(BOXES, SCORES, categories, 0.5).tolist() == [1, 0, 2]
+    assert mask_ops.batched_nms(BOXES[:0], SCORES[:0], categories[:0], 0.5).tolist() == []
+
+
+def test_nms_rejects_bad_shapes() -> None:
+    with pytest.raises(InvalidInputError, match=r"\(N, 4\)"):
+        mask_ops.nms(BOXES[:, :3], SCORES, 0.5)
+
+
+def test_crop_edge_filter_ignores_image_edges() -> None:
+    crop = (0, 0, 50, 50)  # top-left quarter of a 100 x 100 image; its right/bottom are inner
+    boxes = torch.tensor([[10, 10, 50, 30], [0, 0, 20, 20], [10, 10, 30, 30], [5, 40, 20, 49]])
+    near = mask_ops.is_box_near_crop_edge(boxes, crop, (0, 0, 100, 100), atol=5)
+    assert near.tolist() == [True, False, False, True]
+
+
+def test_crop_edge_filter_works_in_crop_frame() -> None:
+    # Crop at (50, 0): a box at crop-x 0 touches the inner left edge at image-x 50.
+    near = mask_ops.is_box_near_crop_edge(
+        torch.tensor([[0, 10, 20, 20], [20, 10, 50, 20]]), (50, 0, 100, 50), (0, 0, 100, 100), 5
+    )
+    assert near.tolist() == [True, False]
+
+
+def test_uncrop_masks_places_crop() -> None:
+    masks = torch.ones((1, 2, 3), dtype=torch.bool)
+    full = mask_ops.uncrop_masks(masks, (4, 1, 7, 3), (5, 8))
+    assert full.shape == (1, 5, 8)
+    assert full.sum() == 6
+    assert full[0, 1:3, 4:7].all()
+
+
+def test_remove_small_holes_and_islands() -> None:
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[2:12, 2:12] = True
+    mask[4:6, 4:6] = False  # small hole (4 px)
+    mask[7:11, 7:11] = False  # large hole (16 px)
+    mask[16, 16] = True  # small island (1 px)
+    filled, changed = mask_ops.remove_small_regions(mask, 5, "holes")
+    assert changed
+    assert filled[4:6, 4:6].all()
+    assert not filled[7:11, 7:11].any()
+    cleaned, changed = mask_ops.remove_small_regions(filled, 5, "islands")
+    assert changed
+    assert not cleaned[16, 16]
+    assert cleaned.sum() == 100 - 16
+
+
+def test_remove_small_regions_unchanged_and_keeps_largest_island() -> None:
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[1:3, 1:3] = True
+    mask[6:9, 6:9] = True
+    same, changed = mask_ops.remove_small_regions(mask, 2, "islands")
+    assert not changed
+    assert same is mask
+    largest, changed = mask_ops.remove_small_regions(mask, 50, "islands")
+    assert changed
+    assert largest.sum() == 9
+    assert largest[6:9, 6:9].all()
+
+
+def test_islands_are_eight_connected() -> None:
+    mask = np.zeros((6, 6), dtype=bool)
+    mask[1, 1] = mask[2, 2] = mask[3, 3] = True  # one diagonal component of 3 px
+    _, changed = mask_ops.remove_small_regions(mask, 3, "islands")
+    assert not changed
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.bool_, st.tuples(st.integers(0, 3), st.integers(1, 12), st.integers(1, 12))))
+def test_rle_round_trip_and_area(masks: np.ndarray) -> None:
+    rles = mask_ops.encode_rles(torch.from_numpy(masks))
+    assert len(rles) == masks.shape[0]
+    for mask, rle in zip(masks, rles, strict=True):
+        assert isinstance(rle["counts"], str)
+        assert rle["size"] == list(mask.shape)
+        np.testing.assert_array_equal(mask_ops.decode_rle(rle), mask)
+        assert mask_ops.rle_area(rle) == mask.sum()
+        direct = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+        assert rle["counts"] == direct["counts"].decode()

@@ -1,0 +1,307 @@
+"""Repository functions: keyword-only, take the caller's `Session`, never commit.
+
+Annotation bulk writes live in `autolabel.storage.db.bulk`.
+"""
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, literal, select, update
+from sqlalchemy.orm import Session
+
+from autolabel.storage.db.base import dialect_insert, utc_now
+from autolabel.storage.db.records import ImageIn, ImageOutcome
+from autolabel.storage.db.tables import (
+    Annotation,
+    Category,
+    Dataset,
+    Image,
+    ImageResult,
+    ImageStatus,
+    LabelRun,
+    ResultStatus,
+    RunStatus,
+)
+
+_CHUNK = 1000
+
+
+def get_or_create_dataset(session: Session, *, name: str) -> int:
+    """Id of the dataset called `name`, created if missing (safe under concurrency)."""
+    stmt = dialect_insert(session, Dataset).values(name=name, created_at=utc_now())
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+    return session.execute(select(Dataset.id).where(Dataset.name == name)).scalar_one()
+
+
+def ensure_categories(
+    session: Session, *, dataset_id: int, names: Sequence[str] | Mapping[str, str | None]
+) -> dict[str, int]:
+    """Ids of the dataset's categories by name, creating missing ones.
+
+    Args:
+        session: Caller's session.
+        dataset_id: Dataset the categories belong to.
+        names: Category names, or a mapping name -> supercategory.
+    """
+    supers = dict(names) if isinstance(names, Mapping) else dict.fromkeys(names)
+    if supers:
+        rows = [
+            {"dataset_id": dataset_id, "name": n, "supercategory": s} for n, s in supers.items()
+        ]
+        stmt = dialect_insert(session, Category).on_conflict_do_nothing(
+            index_elements=["dataset_id", "name"]
+        )
+        session.execute(stmt, rows)
+    found = session.execute(
+        select(Category.name, Category.id).where(
+            Category.dataset_id == dataset_id, Category.name.in_(list(supers))
+        )
+    )
+    return dict(found.all())
+
+
+def register_images(
+    session: Session, *, dataset_id: int, images: Sequence[ImageIn]
+) -> dict[str, int]:
+    """Upsert images by (dataset_id, storage_key); returns storage_key -> image id.
+
+    A changed etag updates size and dimensions and resets the status to pending (the image will be
+    reprocessed); an unchanged etag leaves the row's status alone.
+    """
+    ids: dict[str, int] = {}
+    for start in range(0, len(images), _CHUNK):
+        chunk = {im.storage_key: im for im in images[start : start + _CHUNK]}
+        rows = [
+            {
+                "dataset_id": dataset_id,
+                "storage_key": im.storage_key,
+                "etag": im.etag,
+                "size_bytes": im.size_bytes,
+                "width": im.width,
+                "height": im.height,
+                "status": ImageStatus.PENDING,
+                "updated_at": utc_now(),
+            }
+            for im in chunk.values()
+        ]
+        ins = dialect_insert(session, Image)
+        changed = Image.etag != ins.excluded.etag
+        stmt = ins.on_conflict_do_update(
+            index_elements=["dataset_id", "storage_key"],
+            set_={
+                "etag": ins.excluded.etag,
+                "size_bytes": func.coalesce(ins.excluded.size_bytes, Image.size_bytes),
+                "width": func.coalesce(ins.excluded.width, Image.width),
+                "height": func.coalesce(ins.excluded.height, Image.height),
+                "status": _case(changed, ImageStatus.PENDING.value, Image.status),
+                "failure_reason": _case(changed, None, Image.failure_reason),
+                "updated_at": ins.excluded.updated_at,
+            },
+        )
+        session.execute(stmt, rows)
+        found = session.execute(
+            select(Image.storage_key, Image.id).where(
+                Image.dataset_id == dataset_id, Image.storage_key.in_(list(chunk))
+            )
+        )
+        ids.update(found.all())
+    return ids
+
+
+def _case(condition: Any, then: Any, otherwise: Any) -> Any:
+    value = literal(then, type_=otherwise.type) if then is not None else None
+    return case((condition, value), else_=otherwise)
+
+
+def iter_pending_image_ids(
+    session: Session,
+    *,
+    dataset_id: int,
+    work_key: str,
+    batch_size: int = 1000,
+    retry_failed: bool = True,
+) -> Iterator[list[int]]:
+    """Yield ids of images still to process under `work_key`, in id order, `batch_size` at a time.
+
+    An image is pending unless its current etag has a `done` result for `work_key` (or any result,
+    when `retry_failed` is false). Keyset pagination: memory stays O(batch_size) for millions of
+    images, and rows committed by the caller between batches are taken into account.
+    """
+    finished = [ResultStatus.DONE] if retry_failed else [ResultStatus.DONE, ResultStatus.FAILED]
+    already = exists().where(
+        ImageResult.image_id == Image.id,
+        ImageResult.work_key == work_key,
+        ImageResult.etag == Image.etag,
+        ImageResult.status.in_(finished),
+    )
+    last_id = 0
+    while True:
+        batch = list(
+            session.execute(
+                select(Image.id)
+                .where(Image.dataset_id == dataset_id, Image.id > last_id, ~already)
+                .order_by(Image.id)
+                .limit(batch_size)
+            ).scalars()
+        )
+        if not batch:
+            return
+        yield batch
+        last_id = batch[-1]
+
+
+def record_image_results(
+    session: Session, *, run_id: int | None, work_key: str, outcomes: Sequence[ImageOutcome]
+) -> None:
+    """Upsert the idempotency rows for `outcomes` and mirror them into `images.status`.
+
+    The image row is only updated when its etag still equals the processed etag (an image that
+    changed meanwhile stays pending).
+    """
+    if not outcomes:
+        return
+    now = utc_now()
+    rows = [
+        {
+            "image_id": o.image_id,
+            "work_key": work_key,
+            "etag": o.etag,
+            "run_id": run_id,
+            "status": o.status,
+            "failure_reason": o.failure_reason,
+            "n_annotations": len(o.annotations),
+            "finished_at": now,
+        }
+        for o in outcomes
+    ]
+    ins = dialect_insert(session, ImageResult)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["image_id", "work_key", "etag"],
+        set_={c: ins.excluded[c] for c in ("run_id", "status", "failure_reason", "n_annotations")}
+        | {"finished_at": ins.excluded.finished_at},
+    )
+    session.execute(stmt, rows)
+    for o in outcomes:
+        values: dict[str, Any] = {
+            "status": ImageStatus(o.status.value),
+            "failure_reason": o.failure_reason,
+            "updated_at": now,
+        }
+        if o.width is not None and o.height is not None:
+            values.update(width=o.width, height=o.height)
+        session.execute(
+            update(Image).where(Image.id == o.image_id, Image.etag == o.etag).values(**values)
+        )
+
+
+def create_label_run(
+    session: Session,
+    *,
+    dataset_id: int,
+    work_key: str,
+    parameters: Mapping[str, Any],
+    detector_model: str | None = None,
+    segmenter_model: str | None = None,
+    model_version_id: int | None = None,
+    flow_run_id: str | None = None,
+) -> int:
+    """Insert a `running` label run and return its id."""
+    run = LabelRun(
+        dataset_id=dataset_id,
+        work_key=work_key,
+        parameters=dict(parameters),
+        detector_model=detector_model,
+        segmenter_model=segmenter_model,
+        model_version_id=model_version_id,
+        flow_run_id=flow_run_id,
+        status=RunStatus.RUNNING,
+        images_done=0,
+        images_failed=0,
+        images_skipped=0,
+        annotations=0,
+        timings={},
+        started_at=utc_now(),
+    )
+    session.add(run)
+    session.flush()
+    return run.id
+
+
+def refresh_run_counts(session: Session, *, run_id: int, images_skipped: int | None = None) -> None:
+    """Recompute a run's done/failed/annotation counters from its `image_results` rows.
+
+    Recounting (rather than incrementing) keeps the counters right when a batch is retried after
+    its first attempt committed.
+
+    Args:
+        session: Caller's session.
+        run_id: The run.
+        images_skipped: Images the run skipped as already done, when known.
+    """
+
+    def count(status: ResultStatus) -> Any:
+        return (
+            select(func.count())
+            .where(ImageResult.run_id == run_id, ImageResult.status == status)
+            .scalar_subquery()
+        )
+
+    total = (
+        select(func.coalesce(func.sum(ImageResult.n_annotations), 0))
+        .where(ImageResult.run_id == run_id, ImageResult.status == ResultStatus.DONE)
+        .scalar_subquery()
+    )
+    values: dict[str, Any] = {
+        "images_done": count(ResultStatus.DONE),
+        "images_failed": count(ResultStatus.FAILED),
+        "annotations": total,
+    }
+    if images_skipped is not None:
+        values["images_skipped"] = images_skipped
+    session.execute(update(LabelRun).where(LabelRun.id == run_id).values(**values))
+
+
+def finish_label_run(
+    session: Session,
+    *,
+    run_id: int,
+    status: RunStatus,
+    timings: Mapping[str, float] | None = None,
+) -> None:
+    """Set a run's final status, finish time and timings (seconds per stage)."""
+    if status is RunStatus.RUNNING:
+        raise ValueError(f"expected a final status, got {status.value!r}")
+    values: dict[str, Any] = {"status": status, "finished_at": utc_now()}
+    if timings is not None:
+        values["timings"] = dict(timings)
+    session.execute(update(LabelRun).where(LabelRun.id == run_id).values(**values))
+
+
+def image_status_counts(session: Session, *, dataset_id: int) -> dict[ImageStatus, int]:
+    """Number of images per status (every status present, zeros included)."""
+    counts = dict.fromkeys(ImageStatus, 0)
+    rows = session.execute(
+        select(Image.status, func.count())
+        .where(Image.dataset_id == dataset_id)
+        .group_by(Image.status)
+    )
+    for status, n in rows:
+        counts[ImageStatus(status)] = n
+    return counts
+
+
+def annotation_counts_by_category(
+    session: Session, *, dataset_id: int, run_id: int | None = None
+) -> dict[str, int]:
+    """Number of annotations per category name (categories without annotations give 0)."""
+    on = and_(Annotation.category_id == Category.id)
+    if run_id is not None:
+        on = and_(on, Annotation.run_id == run_id)
+    rows = session.execute(
+        select(Category.name, func.count(Annotation.id))
+        .select_from(Category)
+        .outerjoin(Annotation, on)
+        .where(Category.dataset_id == dataset_id)
+        .group_by(Category.name)
+    )
+    return dict(rows.all())

@@ -1,0 +1,216 @@
+"""Tables of the annotation database (SQLAlchemy 2 typed mappings).
+
+Idempotency keys: images are unique by (dataset_id, storage_key); `image_results` by
+(image_id, work_key, etag), so a rerun of the same job skips images whose current etag already has
+a `done` row; annotations by (image_id, work_key, instance_index), so a retried batch inserts
+nothing twice. A `work_key` is the sha256 hex of model versions + prompts + thresholds.
+"""
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from autolabel.storage.db.base import Base, BigId, JsonDoc, Timestamp, str_enum, utc_now
+
+
+class ImageStatus(enum.StrEnum):
+    """Processing state of an image's current etag."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class RunStatus(enum.StrEnum):
+    """Lifecycle of a label run."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+class ResultStatus(enum.StrEnum):
+    """Outcome of one image under one work key."""
+
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ReviewStatus(enum.StrEnum):
+    """Human review state of an annotation."""
+
+    UNREVIEWED = "unreviewed"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class ModelStage(enum.StrEnum):
+    """Release stage of a model version; at most one `production` per variant."""
+
+    CANDIDATE = "candidate"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
+class Dataset(Base):
+    """A named collection of images and categories."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)
+
+
+class Category(Base):
+    """A class name (text prompt) within a dataset."""
+
+    __tablename__ = "categories"
+    __table_args__ = (UniqueConstraint("dataset_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    supercategory: Mapped[str | None] = mapped_column(String(200))
+
+
+class Image(Base):
+    """An object-store image; `etag` identifies its content version."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("dataset_id", "storage_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    storage_key: Mapped[str] = mapped_column(Text)
+    etag: Mapped[str] = mapped_column(String(200), default="")
+    size_bytes: Mapped[int | None] = mapped_column(BigId)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[ImageStatus] = mapped_column(
+        str_enum(ImageStatus, "image_status"), default=ImageStatus.PENDING
+    )
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now, onupdate=utc_now)
+
+
+class ModelVersion(Base):
+    """A registered set of weights; `variant` is the family that has one production version."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        Index(
+            "uq_model_versions_production_variant",
+            "variant",
+            unique=True,
+            postgresql_where=text("stage = 'production'"),
+            sqlite_where=text("stage = 'production'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    variant: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_uri: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    stage: Mapped[ModelStage] = mapped_column(
+        str_enum(ModelStage, "model_stage"), default=ModelStage.CANDIDATE
+    )
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)
+    promoted_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+
+class LabelRun(Base):
+    """One execution of the labeling job over a dataset."""
+
+    __tablename__ = "label_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    work_key: Mapped[str] = mapped_column(String(64), index=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    detector_model: Mapped[str | None] = mapped_column(String(200))
+    segmenter_model: Mapped[str | None] = mapped_column(String(200))
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
+    status: Mapped[RunStatus] = mapped_column(
+        str_enum(RunStatus, "run_status"), default=RunStatus.RUNNING
+    )
+    images_done: Mapped[int] = mapped_column(Integer, default=0)
+    images_failed: Mapped[int] = mapped_column(Integer, default=0)
+    images_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    annotations: Mapped[int] = mapped_column(BigId, default=0)
+    timings: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    started_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class ImageResult(Base):
+    """Idempotency record: image `image_id` at `etag` was processed under `work_key`."""
+
+    __tablename__ = "image_results"
+    __table_args__ = (UniqueConstraint("image_id", "work_key", "etag"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    work_key: Mapped[str] = mapped_column(String(64))
+    etag: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("label_runs.id", ondelete="SET NULL"))
+    status: Mapped[ResultStatus] = mapped_column(str_enum(ResultStatus, "result_status"))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    n_annotations: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)
+
+
+class Annotation(Base):
+    """One instance mask. Boxes are xywh in image pixels; `seg_counts` is COCO compressed RLE
+    (column-major) of a `seg_height` x `seg_width` mask."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (
+        UniqueConstraint("image_id", "work_key", "instance_index"),
+        Index(None, "dataset_id", "category_id"),
+        Index(None, "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("label_runs.id", ondelete="SET NULL"))
+    work_key: Mapped[str] = mapped_column(String(64))
+    instance_index: Mapped[int] = mapped_column(Integer)
+    bbox_x: Mapped[float] = mapped_column(Float)
+    bbox_y: Mapped[float] = mapped_column(Float)
+    bbox_w: Mapped[float] = mapped_column(Float)
+    bbox_h: Mapped[float] = mapped_column(Float)
+    area: Mapped[float] = mapped_column(Float)
+    iscrowd: Mapped[bool] = mapped_column(Boolean, default=False)
+    seg_counts: Mapped[str] = mapped_column(Text)
+    seg_height: Mapped[int] = mapped_column(Integer)
+    seg_width: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float | None] = mapped_column(Float)
+    predicted_iou: Mapped[float | None] = mapped_column(Float)
+    stability_score: Mapped[float | None] = mapped_column(Float)
+    phrase: Mapped[str | None] = mapped_column(Text)
+    model_version: Mapped[str | None] = mapped_column(String(200))
+    review_status: Mapped[ReviewStatus] = mapped_column(
+        str_enum(ReviewStatus, "review_status"), default=ReviewStatus.UNREVIEWED
+    )

@@ -1,0 +1,1 @@
+"""Alembic migrations for the annotation database (see `autolabel.storage.db.engine`)."""

@@ -25,7 +25,7 @@ class CoordinateTransform(Protocol):
     """Maps pixel coordinates of an image to the model's prompt frame."""
 
     def apply_coords(
-        self, coords: npt.NDArray[np.float64], original_size: tuple[int, ...]
+        self, coords: npt.NDArray[np.float64], original_size: tuple[int, int]
     ) -> npt.NDArray[np.float64]:
         """(..., 2) xy pixels of an image of `original_size` (h, w) -> prompt frame xy."""
         ...

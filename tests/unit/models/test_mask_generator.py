@@ -46,7 +46,7 @@ class _Transform:
     def __init__(self, owner: "FakePredictor") -> None:
         self.owner = owner
 
-    def apply_coords(self, coords: np.ndarray, original_size: tuple[int, ...]) -> np.ndarray:
+    def apply_coords(self, coords: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
         scale = 1024 / max(original_size)
         return coords.astype(np.float64) * scale
 

@@ -1,0 +1,117 @@
+"""RLE helpers: property-tested round trips, area and bbox, the >255 RLE workaround, polygons."""
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from autolabel.storage.errors import FormatError
+from autolabel.storage.rle import (
+    Rle,
+    decode_rle,
+    encode_mask,
+    encode_masks,
+    mask_to_polygons,
+    polygons_to_rle,
+    rle_areas,
+    rle_bboxes,
+    uncompressed_to_rle,
+)
+
+masks_hw = st.tuples(st.integers(1, 24), st.integers(1, 24)).flatmap(
+    lambda hw: arrays(np.bool_, hw, elements=st.booleans())
+)
+
+
+def _bbox_of(mask: npt.NDArray[np.bool_]) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    return [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(masks_hw)
+def test_decode_encode_roundtrip_area_and_bbox(mask: npt.NDArray[np.bool_]) -> None:
+    rle = encode_mask(mask)
+    assert isinstance(rle["counts"], str)
+    assert rle["size"] == [mask.shape[0], mask.shape[1]]
+    np.testing.assert_array_equal(decode_rle(rle), mask)
+    assert rle_areas([rle])[0] == mask.sum()
+    np.testing.assert_array_equal(rle_bboxes([rle])[0], _bbox_of(mask))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 6).flatmap(lambda n: arrays(np.bool_, (9, 7, n), elements=st.booleans())))
+def test_stack_encoding_matches_per_mask(stack: npt.NDArray[np.bool_]) -> None:
+    rles = encode_masks(np.asfortranarray(stack.astype(np.uint8)))
+    assert len(rles) == stack.shape[2]
+    for i, rle in enumerate(rles):
+        assert rle == encode_mask(stack[:, :, i])
+
+
+def test_a_thousand_rles_avoid_the_pycocotools_uint8_overflow() -> None:
+    rng = np.random.default_rng(0)
+    stack = rng.random((16, 12, 1000)) > 0.6
+    rles = encode_masks(stack)
+    areas = rle_areas(rles)
+    boxes = rle_bboxes(rles)
+    np.testing.assert_array_equal(areas, stack.sum(axis=(0, 1)))
+    for i in (0, 254, 255, 256, 511, 999):
+        np.testing.assert_array_equal(boxes[i], _bbox_of(stack[:, :, i]))
+
+
+def test_decode_rejects_inconsistent_counts() -> None:
+    rle = encode_mask(np.ones((4, 4), dtype=bool))
+    with pytest.raises(FormatError, match="summing to 4\\*5"):
+        decode_rle(Rle(size=[4, 5], counts=rle["counts"]))
+    with pytest.raises(FormatError, match="complete RLE"):
+        decode_rle(Rle(size=[4, 4], counts="0o"))  # continuation bit set on the last char
+
+
+def test_uncompressed_rle_matches_compressed() -> None:
+    mask = np.zeros((5, 4), dtype=bool)
+    mask[1:3, 1:3] = True
+    column_major = mask.T.ravel()
+    runs, current, length = [], False, 0
+    for value in column_major:
+        if value != current:
+            runs.append(length)
+            current, length = value, 0
+        length += 1
+    runs.append(length)
+    assert uncompressed_to_rle(runs, 5, 4) == encode_mask(mask)
+    with pytest.raises(FormatError):
+        uncompressed_to_rle([1, 2], 5, 4)
+
+
+def test_polygons_roundtrip_a_blob_and_skip_degenerate_masks() -> None:
+    yy, xx = np.mgrid[:40, :50]
+    disk = (yy - 20) ** 2 + (xx - 24) ** 2 <= 12**2
+    polygons = mask_to_polygons(disk)
+    assert len(polygons) == 1
+    assert all(len(p) >= 6 and len(p) % 2 == 0 for p in polygons)
+    back = decode_rle(polygons_to_rle(polygons, 40, 50))
+    iou = (back & disk).sum() / (back | disk).sum()
+    assert iou > 0.9
+    assert mask_to_polygons(np.zeros((6, 6), dtype=bool)) == []
+    line = np.zeros((6, 6), dtype=bool)
+    line[2, :] = True  # 1-pixel-wide line: contours collapse to < 3 points and are dropped
+    assert all(len(p) >= 6 for p in mask_to_polygons(line))
+
+
+def test_polygon_export_fills_holes() -> None:
+    ring = np.zeros((20, 20), dtype=bool)
+    ring[2:18, 2:18] = True
+    ring[8:12, 8:12] = False
+    polygons = mask_to_polygons(ring, tolerance_px=0)
+    assert len(polygons) == 1
+    back = decode_rle(polygons_to_rle(polygons, 20, 20))
+    assert back[10, 10]
+
+
+def test_polygons_with_too_few_points_are_format_errors() -> None:
+    with pytest.raises(FormatError, match=">= 3"):
+        polygons_to_rle([[0.0, 0.0, 1.0, 1.0]], 4, 4)

@@ -1,1 +1,86 @@
-"""EfficientViT-SAM and GroundingDINO: pure torch, no IO, no orchestration."""
+"""EfficientViT-SAM and GroundingDINO: pure torch, no IO, no orchestration.
+
+Public EfficientViT-SAM API (imported lazily, so `autolabel.models.errors` and other light
+submodules do not pay for importing torch):
+
+- `build_model(name, checkpoint=None, device="cpu", *, verify_sha256=True)` -> `EfficientViTSam`
+- `MODEL_SPECS`, `TEST_MODEL_SPECS`, `ModelSpec`, `get_spec(name)`
+- `SamPredictor(model)`: `set_image`, `predict`, `predict_torch`, `for_image`, ...
+- `encode_images(model, images)`, `decode_prompts(model, embedding, ...)`,
+  `segment_boxes(model, embedding, boxes)`, `segment_boxes_batch(model, images, boxes)`
+- `ImageEmbedding`, `MaskSet`
+- `prepare_for_inference(model, ...)`, `optimize_for_inference(model)`
+- `load_checkpoint(model, path, ...)`
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autolabel.models.checkpoints import load_checkpoint
+    from autolabel.models.efficientvit_sam.inference import (
+        decode_prompts,
+        encode_images,
+        segment_boxes,
+        segment_boxes_batch,
+    )
+    from autolabel.models.efficientvit_sam.optimize import (
+        optimize_for_inference,
+        prepare_for_inference,
+    )
+    from autolabel.models.efficientvit_sam.sam import EfficientViTSam
+    from autolabel.models.predictor import SamPredictor
+    from autolabel.models.registry import (
+        MODEL_SPECS,
+        TEST_MODEL_SPECS,
+        ModelSpec,
+        build_model,
+        get_spec,
+    )
+    from autolabel.models.types import ImageEmbedding, MaskSet
+
+_EXPORTS = {
+    "load_checkpoint": "autolabel.models.checkpoints",
+    "decode_prompts": "autolabel.models.efficientvit_sam.inference",
+    "encode_images": "autolabel.models.efficientvit_sam.inference",
+    "segment_boxes": "autolabel.models.efficientvit_sam.inference",
+    "segment_boxes_batch": "autolabel.models.efficientvit_sam.inference",
+    "optimize_for_inference": "autolabel.models.efficientvit_sam.optimize",
+    "prepare_for_inference": "autolabel.models.efficientvit_sam.optimize",
+    "EfficientViTSam": "autolabel.models.efficientvit_sam.sam",
+    "SamPredictor": "autolabel.models.predictor",
+    "MODEL_SPECS": "autolabel.models.registry",
+    "TEST_MODEL_SPECS": "autolabel.models.registry",
+    "ModelSpec": "autolabel.models.registry",
+    "build_model": "autolabel.models.registry",
+    "get_spec": "autolabel.models.registry",
+    "ImageEmbedding": "autolabel.models.types",
+    "MaskSet": "autolabel.models.types",
+}
+
+__all__ = [
+    "MODEL_SPECS",
+    "TEST_MODEL_SPECS",
+    "EfficientViTSam",
+    "ImageEmbedding",
+    "MaskSet",
+    "ModelSpec",
+    "SamPredictor",
+    "build_model",
+    "decode_prompts",
+    "encode_images",
+    "get_spec",
+    "load_checkpoint",
+    "optimize_for_inference",
+    "prepare_for_inference",
+    "segment_boxes",
+    "segment_boxes_batch",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'autolabel.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,145 @@
+"""Strict, verified loading of EfficientViT-SAM checkpoints from a local file.
+
+Steps: sha256 check (when a digest is expected), `torch.load(map_location="cpu",
+weights_only=True)`, unwrap `{"model": ...}` / `{"state_dict": ...}` (retrained weights are saved
+as `{"model", "spec", "meta"}`), strip `module.` / `_orig_mod.` prefixes, apply the spec's remap,
+then `load_state_dict(strict=True)`.
+"""
+
+import pickle
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from autolabel.models.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    ChecksumMismatchError,
+    WeightsUnavailableError,
+)
+from autolabel.models.weights import sha256_of
+
+StateDict = dict[str, Tensor]
+_WRAPPER_KEYS = ("model", "state_dict")
+_PREFIXES = ("module.", "_orig_mod.")
+_SHOWN = 10
+
+
+def identity_remap(state_dict: StateDict) -> StateDict:
+    """The default remap: checkpoint keys already match the architecture."""
+    return state_dict
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Raise `ChecksumMismatchError` (expected vs got) when the file's sha256 differs."""
+    got = sha256_of(path)
+    if got != expected.lower():
+        raise ChecksumMismatchError(
+            f"checksum mismatch for {path}: expected sha256 {expected.lower()}, got {got}"
+        )
+
+
+def read_checkpoint(path: Path, *, expected_sha256: str | None = None) -> Mapping[str, Any]:
+    """Verify (when `expected_sha256` is given) and `torch.load` a checkpoint safely.
+
+    Raises:
+        WeightsUnavailableError: the file does not exist.
+        ChecksumMismatchError: the digest differs.
+        CheckpointError: the file is not a loadable weights-only checkpoint dict.
+    """
+    if not path.is_file():
+        raise WeightsUnavailableError(f"expected a checkpoint file at {path}, found none")
+    if expected_sha256 is not None:
+        verify_sha256(path, expected_sha256)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"could not load checkpoint {path}: {exc}") from exc
+    if not isinstance(loaded, Mapping):
+        raise CheckpointError(f"expected a dict checkpoint in {path}, got {type(loaded).__name__}")
+    return loaded
+
+
+def _strip_prefixes(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix) :], True
+    return key
+
+
+def extract_state_dict(checkpoint: Mapping[str, Any], *, source: str = "checkpoint") -> StateDict:
+    """Unwrap a checkpoint dict to a plain `name -> tensor` state dict without prefixes.
+
+    Args:
+        checkpoint: What `torch.load` returned.
+        source: Name used in error messages (for example the path).
+    """
+    inner: Any = checkpoint
+    for key in _WRAPPER_KEYS:
+        if isinstance(inner, Mapping) and isinstance(inner.get(key), Mapping):
+            inner = inner[key]
+    bad = [k for k, v in inner.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(
+            f"expected a state dict of tensors in {source}, got non-tensor entries {bad[:_SHOWN]}"
+        )
+    return {_strip_prefixes(str(k)): v for k, v in inner.items()}
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str) -> None:
+    """Raise `CheckpointMismatchError` naming missing, unexpected and mis-shaped keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f"{k}: expected {tuple(expected[k].shape)}, got {tuple(v.shape)}"
+        for k, v in state_dict.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    if not (missing or unexpected or shapes):
+        return
+    parts = [f"checkpoint {source} does not match the architecture"]
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+        if items:
+            more = f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
+            parts.append(f"{len(items)} {label} keys: {items[:_SHOWN]}{more}")
+    raise CheckpointMismatchError("; ".join(parts))
+
+
+def load_checkpoint(
+    model: nn.Module,
+    path: Path,
+    *,
+    expected_sha256: str | None = None,
+    expected_name: str | None = None,
+    remap: Callable[[StateDict], StateDict] = identity_remap,
+) -> Mapping[str, Any]:
+    """Load a checkpoint file into `model` strictly.
+
+    Args:
+        model: The freshly built architecture.
+        path: Local checkpoint path (official `.pt` or retrained `{"model", "spec", "meta"}`).
+        expected_sha256: Verify the file's digest first when given.
+        expected_name: When the checkpoint records a `spec` name, it must equal this.
+        remap: Key/value conversion applied after unwrapping.
+
+    Returns:
+        The raw checkpoint mapping (for retrained weights, its `spec` and `meta`).
+    """
+    checkpoint = read_checkpoint(path, expected_sha256=expected_sha256)
+    spec = checkpoint.get("spec")
+    spec_name = spec.get("name") if isinstance(spec, Mapping) else spec
+    if expected_name is not None and isinstance(spec_name, str) and spec_name != expected_name:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} is for model {spec_name!r}, expected {expected_name!r}"
+        )
+    state_dict = remap(extract_state_dict(checkpoint, source=str(path)))
+    check_state_dict(model, state_dict, source=str(path))
+    model.load_state_dict(state_dict, strict=True)
+    return checkpoint

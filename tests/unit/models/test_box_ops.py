@@ -1,0 +1,80 @@
+"""Box conversions, IoU, NMS and cross-category duplicates."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autolabel.models.box_ops import (
+    batched_nms,
+    box_iou,
+    cross_category_duplicates,
+    cxcywh_norm_to_xyxy_px,
+    nms,
+)
+from autolabel.models.errors import InvalidInputError
+
+
+def test_cxcywh_to_pixels_uses_width_for_x_and_height_for_y() -> None:
+    boxes = torch.tensor([[0.5, 0.5, 0.5, 0.5], [0.25, 0.75, 0.1, 0.2]])
+    out = cxcywh_norm_to_xyxy_px(boxes, (200, 600))  # H=200, W=600
+    expected = torch.tensor([[150.0, 50.0, 450.0, 150.0], [120.0, 130.0, 180.0, 170.0]])
+    torch.testing.assert_close(out, expected)
+    assert out.dtype == torch.float32
+
+
+def test_boxes_are_clipped_to_the_image() -> None:
+    out = cxcywh_norm_to_xyxy_px(torch.tensor([[0.0, 1.0, 0.5, 0.5]]), (100, 300))
+    torch.testing.assert_close(out, torch.tensor([[0.0, 75.0, 75.0, 100.0]]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.floats(0.05, 0.95), st.floats(0.05, 0.95), st.integers(1, 2000), st.integers(1, 2000)
+)
+def test_conversion_inverts_to_normalized_center(cx: float, cy: float, h: int, w: int) -> None:
+    size = 0.05
+    out = cxcywh_norm_to_xyxy_px(torch.tensor([[cx, cy, size, size]]), (h, w))[0].double()
+    assert float((out[0] + out[2]) / 2 / w) == pytest.approx(cx, abs=1e-5)
+    assert float((out[1] + out[3]) / 2 / h) == pytest.approx(cy, abs=1e-5)
+
+
+def test_wrong_box_shape_is_rejected() -> None:
+    with pytest.raises(InvalidInputError, match=r"\(N, 4\), got \(3,\)"):
+        cxcywh_norm_to_xyxy_px(torch.zeros(3), (10, 10))
+
+
+def test_iou_of_known_boxes() -> None:
+    a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    b = torch.tensor([[5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 10.0, 10.0]])
+    torch.testing.assert_close(box_iou(a, b), torch.tensor([[1 / 3, 0.0, 1.0]]))
+
+
+def test_nms_suppresses_overlaps_above_threshold_only() -> None:
+    boxes = torch.tensor(
+        [[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [5.0, 0.0, 15.0, 10.0], [50, 50, 60, 60]]
+    )
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    # IoU(0,1)=9/11=0.82, IoU(0,2)=1/3, IoU(1,2)=6/14=0.43
+    assert nms(boxes, scores, 0.5).tolist() == [3, 0, 2]
+    assert nms(boxes, scores, 0.85).tolist() == [3, 0, 1, 2]
+    assert nms(boxes, scores, 0.3).tolist() == [3, 0]
+
+
+def test_batched_nms_never_suppresses_across_groups() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 3)
+    scores = torch.tensor([0.5, 0.9, 0.7])
+    kept = batched_nms(boxes, scores, torch.tensor([0, 0, 1]), 0.5)
+    assert kept.tolist() == [1, 2]
+
+
+def test_cross_category_duplicates_points_at_the_better_box_of_another_category() -> None:
+    boxes = torch.tensor(
+        [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 9.5], [0.0, 0.0, 10.0, 9.0], [40, 40, 50, 50]]
+    )
+    scores = torch.tensor([0.6, 0.9, 0.5, 0.4])
+    categories = torch.tensor([0, 1, 1, 0])
+    dup = cross_category_duplicates(boxes, scores, categories, 0.8)
+    # box 1 (cat 1) leads; box 0 (cat 0) duplicates it; box 2 is the same category as box 1,
+    # and box 0 is not a leader, so box 2 stays a leader of its own (same-category overlap is NMS's job)
+    assert dup.tolist() == [1, -1, -1, -1]

@@ -151,12 +151,12 @@ def mask_to_polygons(
 ) -> list[list[float]]:
     """Outer boundaries of a mask as COCO polygons.
 
-    Contours run through boundary pixel centers at the 0.5 level (skimage `find_contours` on a
-    padded mask), simplified with Douglas-Peucker at `tolerance_px` (unless that leaves fewer than
-    3 points). COCO polygons cannot express holes (pycocotools unions them), so hole contours are
-    dropped: holes are filled in polygon output. A contour with fewer than 3 distinct points is
-    dropped, so a degenerate mask (empty, or a 1-pixel-wide line) gives an empty list; the caller
-    then keeps RLE for that instance (COCO allows RLE for non-crowd annotations).
+    Contours are traced at the 0.5 level (skimage `find_contours` on a padded mask) and shifted
+    to COCO's frame, where pixel (row i, col j) covers [j, j + 1] x [i, i + 1]. They are then
+    simplified with Douglas-Peucker at `tolerance_px` (unless that leaves fewer than 3 points).
+    COCO polygons cannot express holes (pycocotools unions them), so hole contours are dropped:
+    holes are filled in polygon output. A contour with fewer than 3 distinct points is dropped, so
+    an empty mask gives an empty list; use `polygons_or_rle` to fall back to RLE.
 
     Args:
         mask_hw: (H, W) bool mask, origin top-left.
@@ -168,7 +168,8 @@ def mask_to_polygons(
     padded = np.pad(mask_hw.astype(np.float32), 1)
     polygons: list[list[float]] = []
     for contour in measure.find_contours(padded, 0.5):  # type: ignore[no-untyped-call]
-        xy = _closed_to_open(np.flip(contour, axis=1) - 1.0)  # (row, col) padded -> (x, y)
+        # (row, col) in the padded array -> COCO (x, y)
+        xy = _closed_to_open(np.flip(contour, axis=1) - 0.5)
         if len(xy) < 3 or _signed_area(xy) <= 0:  # degenerate, or a hole (clockwise in x-y)
             continue
         if tolerance_px > 0:
@@ -185,3 +186,28 @@ def _closed_to_open(xy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     if len(xy) > 1 and np.array_equal(xy[0], xy[-1]):
         return xy[:-1]
     return xy
+
+
+def polygons_or_rle(
+    mask_hw: npt.NDArray[np.bool_], *, min_iou: float = 0.5
+) -> list[list[float]] | Rle:
+    """COCO polygons for a mask, or its RLE when polygons cannot represent it.
+
+    Falls back to RLE when `mask_to_polygons` finds no polygon of >= 3 points, or when the
+    polygons rasterize (as pycocotools does) to an IoU below `min_iou` with the mask: tiny masks
+    (a single pixel gives a diamond that covers no pixel center) and thin lines.
+
+    Args:
+        mask_hw: (H, W) bool mask, origin top-left.
+        min_iou: Lowest acceptable IoU between the rasterized polygons and the mask.
+    """
+    rle = encode_mask(mask_hw)
+    polygons = mask_to_polygons(mask_hw)
+    if not polygons:
+        return rle
+    height, width = mask_hw.shape
+    raster = polygons_to_rle(polygons, height, width)
+    pyco = _pyco([rle, raster])
+    union = float(coco_mask.area(coco_mask.merge(pyco, intersect=False)))
+    inter = float(coco_mask.area(coco_mask.merge(pyco, intersect=True)))
+    return polygons if union > 0 and inter / union >= min_iou else rle

@@ -47,7 +47,7 @@ from autolabel.storage.db.tables import (
 )
 from autolabel.storage.errors import FormatError
 from autolabel.storage.objectstore import ObjectStore
-from autolabel.storage.rle import Rle, decode_rle, mask_to_polygons, rle_areas, rle_bboxes
+from autolabel.storage.rle import Rle, decode_rle, polygons_or_rle, rle_areas, rle_bboxes
 
 SegmentationFormat = Literal["rle", "polygon"]
 _ANN_COLUMNS = (
@@ -144,14 +144,14 @@ def _rle_json(rows: Iterator[Any]) -> Iterator[str]:
 
 
 def _polygon_json(rows: Iterator[Any]) -> Iterator[str]:
-    """Serialize with polygon segmentations (RLE kept where a mask yields no valid polygon)."""
+    """Serialize with polygon segmentations (RLE for crowds and masks polygons cannot represent)."""
     for aid, iid, cid, x, y, w, h, area, crowd, counts, sh, sw, score, piou, stab in rows:
         rle = Rle(size=[sh, sw], counts=counts)
-        polygons = [] if crowd else mask_to_polygons(decode_rle(rle))
+        segmentation = rle if crowd else polygons_or_rle(decode_rle(rle))
         extra = {"predicted_iou": piou, "stability_score": stab}
         record = annotation_record(
             annotation_id=aid, image_id=iid, category_id=cid, bbox_xywh_px=(x, y, w, h),
-            area=area, segmentation=polygons or rle, iscrowd=crowd, score=score,
+            area=area, segmentation=segmentation, iscrowd=crowd, score=score,
             extra={k: v for k, v in extra.items() if v is not None},
         )  # fmt: skip
         yield json.dumps(record, separators=(",", ":"))

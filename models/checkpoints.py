@@ -26,6 +26,18 @@ StateDict = dict[str, Tensor]
 _WRAPPER_KEYS = ("model", "state_dict")
 _PREFIXES = ("module.", "_orig_mod.")
 _SHOWN = 10
+# What torch.load raises on a corrupt or non-weights-only file (its unpickler is not consistent).
+_LOAD_ERRORS = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    ValueError,
+    IndexError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    OSError,
+)
 
 
 def identity_remap(state_dict: StateDict) -> StateDict:
@@ -56,7 +68,7 @@ def read_checkpoint(path: Path, *, expected_sha256: str | None = None) -> Mappin
         verify_sha256(path, expected_sha256)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+    except _LOAD_ERRORS as exc:
         raise CheckpointError(f"could not load checkpoint {path}: {exc}") from exc
     if not isinstance(loaded, Mapping):
         raise CheckpointError(f"expected a dict checkpoint in {path}, got {type(loaded).__name__}")

@@ -1,12 +1,18 @@
 """Turn `Settings` into the plain values and clients that lower layers take."""
 
+from contextlib import suppress
+
 from sqlalchemy.engine import URL, make_url
 
+from autolabel.flows.errors import ConfigError
 from autolabel.flows.settings import Settings
 from autolabel.models.registry import MODEL_SPECS
 from autolabel.models.weights import WeightFile
 from autolabel.storage.config import S3Config
+from autolabel.storage.db.engine import make_engine, schema_status, upgrade_to_head
 from autolabel.storage.objectstore import ObjectStore, open_store
+from autolabel.tasks._resources import Runtime, configure, resolve_device
+from autolabel.tasks.label import device_limit_name
 
 
 def s3_config(settings: Settings) -> S3Config:
@@ -40,8 +46,66 @@ def database_url(settings: Settings) -> URL:
 
 def known_weight_files() -> list[tuple[str, WeightFile]]:
     """(model name, weights file) of every released model autolabel can load."""
-    from autolabel.models.grounding_dino.registry import DETECTOR_SPECS
+    from autolabel.models.grounding_dino.config import DETECTOR_SPECS
 
-    files = [(name, spec.weights) for name, spec in sorted(MODEL_SPECS.items()) if spec.released]
-    files += [(name, spec.weights) for name, spec in sorted(DETECTOR_SPECS.items())]
+    files = [(name, spec.weights) for name, spec in sorted(MODEL_SPECS.items())]
+    files += [
+        (name, spec.original_weights)
+        for name, spec in sorted(DETECTOR_SPECS.items())
+        if spec.original_weights is not None
+    ]
     return files
+
+
+def runtime_for(settings: Settings) -> Runtime:
+    """The per-process runtime tasks use (`autolabel.tasks._resources`)."""
+    return Runtime(
+        database_url=database_url(settings),
+        s3=s3_config(settings),
+        weights_dir=settings.resolved_weights_dir,
+        device=settings.device,
+    )
+
+
+def prepare_database(settings: Settings) -> None:
+    """Make sure the schema is current: the embedded SQLite database is migrated automatically;
+    a configured database must already be at head (`autolabel db upgrade`)."""
+    url = database_url(settings)
+    if settings.database_url is None:
+        upgrade_to_head(url)
+        return
+    engine = make_engine(url)
+    try:
+        current, head = schema_status(engine)
+    finally:
+        engine.dispose()
+    if current != head:
+        shown = url.render_as_string(hide_password=True)
+        raise ConfigError(
+            f"database {shown} has schema {current or 'none'}, expected {head}: "
+            "run `autolabel db upgrade`"
+        )
+
+
+def configure_process(settings: Settings) -> None:
+    """Prepare this process to run tasks: schema check and shared resources."""
+    prepare_database(settings)
+    configure(runtime_for(settings))
+
+
+def ensure_device_limit(settings: Settings) -> str:
+    """Create this host's device concurrency limit (1 slot) unless an operator already set one."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    name = device_limit_name(resolve_device(settings.device))
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):  # another flow on this host created it first
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=1)
+                )
+    return name

@@ -50,7 +50,8 @@ class LabelJob(BaseModel):
     source: str = Field(description="Store URL with optional prefix, e.g. s3://bucket/raw/.")
     dataset: str = Field(min_length=1, max_length=200, description="Dataset name in the database.")
     prompts: list[str] = Field(
-        description='Category names, or one " . "-separated caption split into names.'
+        default_factory=list,
+        description='Category names, or one " . "-separated caption split into names.',
     )
     synonyms: dict[str, list[str]] = Field(
         default_factory=dict, description="Extra phrases per category, mapped back to it."
@@ -84,6 +85,9 @@ class LabelJob(BaseModel):
     def _check_prompts(self) -> "LabelJob":
         if self.boxes_from is None:
             self.prompt_set()  # raises InvalidInputError with the reason
+        unknown = sorted(set(self.synonyms) - set(self.prompts))
+        if unknown:
+            raise ValueError(f"expected synonyms for prompted categories, got unknown {unknown}")
         if self.pattern is not None and self.manifest is not None:
             raise ValueError("expected either pattern or manifest, got both")
         return self
@@ -133,3 +137,37 @@ class ShardResult(BaseModel):
     annotations: int = 0
     failures: dict[str, int] = Field(default_factory=dict, description="Failed images by reason.")
     seconds: dict[str, float] = Field(default_factory=dict, description="Time per stage.")
+
+
+class RunContext(BaseModel):
+    """What every shard of one run shares: ids and versions fixed when the run starts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dataset_id: int
+    run_id: int
+    work_key: str
+    segmenter_version: str
+    category_ids: dict[str, int]
+
+
+class RunSummary(BaseModel):
+    """The outcome of one label run, as stored and as shown to people."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: int
+    dataset: str
+    status: str
+    images_done: int
+    images_failed: int
+    images_skipped: int
+    annotations: int
+    annotations_per_category: dict[str, int] = Field(default_factory=dict)
+    failures: dict[str, int] = Field(default_factory=dict, description="Failed images by reason.")
+    seconds: dict[str, float] = Field(default_factory=dict, description="Time per stage.")
+    wall_seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_done / self.wall_seconds if self.wall_seconds > 0 else 0.0

@@ -6,8 +6,7 @@ a bad checkpoint, a wrong parameter or an out-of-memory error at the same batch 
 
 from typing import Any
 
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
+from prefect.client.schemas.objects import State, TaskRun
 
 from autolabel.storage.db.engine import is_transient_db_error
 from autolabel.storage.errors import TransientStorageError

@@ -125,8 +125,8 @@ DETECTOR_SPECS: dict[str, DetectorSpec] = {
         DetectorSpec(
             name="grounding-dino-test",
             build_config=tiny_test_config,
-            min_size=64,
-            max_size=128,
+            min_size=128,
+            max_size=192,
         ),
     )
 }

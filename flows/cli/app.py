@@ -1,0 +1,42 @@
+"""The typer application behind `autolabel`; `autolabel.flows.cli.main` runs it."""
+
+from importlib.metadata import version
+
+import typer
+
+from autolabel.flows.cli.db import db_app
+from autolabel.flows.cli.doctor import doctor
+from autolabel.flows.cli.label import export, label, runs
+from autolabel.flows.errors import FlowError
+from autolabel.models.errors import ModelError
+from autolabel.storage.errors import StorageError
+
+app = typer.Typer(
+    name="autolabel",
+    help="Text-prompted bulk instance segmentation into COCO, with retraining.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(doctor)
+app.command()(label)
+app.command()(export)
+app.command()(runs)
+app.add_typer(db_app, name="db")
+
+EXPECTED_ERRORS = (FlowError, ModelError, StorageError)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"autolabel {version('autolabel')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Text-prompted bulk instance segmentation into COCO, with retraining."""

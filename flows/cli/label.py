@@ -1,0 +1,200 @@
+"""`autolabel label`, `autolabel export` and `autolabel runs`."""
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from autolabel.flows.errors import FlowError
+from autolabel.flows.settings import load_settings
+from autolabel.tasks.params import LabelJob, RunSummary, Thresholds
+from autolabel.tasks.report import listening
+
+console = Console(stderr=True)
+
+
+class JobParameterError(FlowError, ValueError):
+    """A labeling or export parameter that does not validate."""
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "job"
+    return f"{where}: {str(first['msg']).removeprefix('Value error, ')}"
+
+
+def parse_synonyms(values: list[str]) -> dict[str, list[str]]:
+    """`["car=automobile,sedan", "person=pedestrian"]` -> {"car": [...], "person": [...]}."""
+    table: dict[str, list[str]] = {}
+    for value in values:
+        category, sep, phrases = value.partition("=")
+        if not sep or not category.strip() or not phrases.strip():
+            raise JobParameterError(
+                f"--synonym: expected CATEGORY=PHRASE[,PHRASE...], got {value!r}"
+            )
+        table.setdefault(category.strip(), []).extend(
+            p.strip() for p in phrases.split(",") if p.strip()
+        )
+    return table
+
+
+class TerminalProgress:
+    """A rich progress bar fed by the labeling pipeline of this process."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task = progress.add_task("labeling", total=None)
+        self.failed = 0
+
+    def planned(self, total_images: int) -> None:
+        self._progress.update(self._task, total=total_images)
+
+    def written(self, images_done: int, images_failed: int) -> None:
+        self.failed += images_failed
+        self._progress.update(
+            self._task,
+            advance=images_done + images_failed,
+            description=f"labeling ({self.failed} failed)",
+        )
+
+
+def print_summary(summary: RunSummary) -> None:
+    table = Table(title=f"label run {summary.run_id} ({summary.dataset}): {summary.status}")
+    for column in ("images done", "failed", "skipped", "annotations", "images/s"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(summary.images_done),
+        str(summary.images_failed),
+        str(summary.images_skipped),
+        str(summary.annotations),
+        f"{summary.images_per_second:.2f}",
+    )
+    Console().print(table)
+    if summary.annotations_per_category:
+        per = Table("category", "annotations")
+        for name, n in sorted(summary.annotations_per_category.items()):
+            per.add_row(name, str(n))
+        Console().print(per)
+    if summary.failures:
+        Console().print(f"failed images by reason: {summary.failures}")
+
+
+def run_job(job: LabelJob) -> RunSummary:
+    """Run the labeling flow in this process with a terminal progress bar."""
+    from autolabel.flows.autolabel import autolabel_dataset
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with (
+        Progress(*columns, console=console, transient=False) as bar,
+        listening(TerminalProgress(bar)),
+    ):
+        summary: RunSummary = autolabel_dataset(job)
+    return summary
+
+
+def label(
+    source: str = typer.Option(..., help="Images: s3://bucket/prefix/ or file:///folder."),
+    dataset: str = typer.Option(..., help="Dataset name in the database."),
+    prompts: str = typer.Option("", help='Categories, e.g. "person . forklift . pallet".'),
+    synonym: list[str] = typer.Option(
+        [], help="Extra phrases for a category: CATEGORY=PHRASE[,PHRASE]. Repeatable."
+    ),
+    pattern: str | None = typer.Option(None, help="Glob on keys below the source."),
+    manifest: str | None = typer.Option(None, help="URL of a list of keys or URLs to label."),
+    boxes_from: str | None = typer.Option(
+        None, help="COCO JSON URL whose boxes are segmented instead of running the detector."
+    ),
+    detector: str | None = typer.Option(None, help="Detector model (default: settings)."),
+    segmenter: str | None = typer.Option(None, help="Segmenter model (default: settings)."),
+    box_threshold: float = typer.Option(0.35, help="Minimum box confidence."),
+    text_threshold: float = typer.Option(0.25, help="Minimum matched-phrase probability."),
+    nms_iou: float = typer.Option(0.5, help="Per-category NMS IoU."),
+    duplicate_policy: str = typer.Option("keep_best", help="keep_best or keep_both."),
+    max_detections: int = typer.Option(100, help="Most boxes per image."),
+    shard_size: int = typer.Option(256, help="Images per shard task."),
+    batch_size: int = typer.Option(8, help="Images per device batch."),
+    max_failure_fraction: float = typer.Option(0.5, help="Abort above this failed fraction."),
+    random_weights: bool = typer.Option(
+        False, "--random-weights", help="Random model weights (smoke runs: labels are noise)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Count images, show what would be skipped, estimate time."
+    ),
+) -> None:
+    """Label images from a bucket with text prompts into a dataset."""
+    settings = load_settings()
+    try:
+        job = LabelJob(
+            source=source,
+            dataset=dataset,
+            prompts=prompts,  # a caption string is split into names
+            synonyms=parse_synonyms(synonym),
+            pattern=pattern,
+            manifest=manifest,
+            boxes_from=boxes_from,
+            detector=detector or settings.detector,
+            segmenter=segmenter or settings.segmenter,
+            thresholds=Thresholds(
+                box_threshold=box_threshold,
+                text_threshold=text_threshold,
+                nms_iou=nms_iou,
+                duplicate_policy=duplicate_policy,
+                max_detections=max_detections,
+            ),
+            shard_size=shard_size,
+            batch_size=batch_size,
+            max_failure_fraction=max_failure_fraction,
+            random_weights=random_weights,
+        )
+    except ValidationError as exc:
+        raise JobParameterError(_one_line(exc)) from None
+    if dry_run:
+        from autolabel.flows.cli.plan import print_plan
+
+        print_plan(job, settings)
+        return
+    print_summary(run_job(job))
+
+
+def export(
+    dataset: str = typer.Option(..., help="Dataset name."),
+    output: str = typer.Option(..., help="Local path or s3:// / file:// URL of the JSON."),
+    run: int | None = typer.Option(None, help="Only this label run's annotations."),
+    segmentation: str = typer.Option("rle", help="rle or polygon."),
+    overlays: int = typer.Option(8, help="Images rendered as PNG overlays beside the export."),
+) -> None:
+    """Export a dataset (or one run) as COCO instances JSON."""
+    from autolabel.flows.export_coco import ExportRequest, export_coco
+
+    try:
+        request = ExportRequest(
+            dataset=dataset,
+            output=output,
+            run_id=run,
+            segmentation=segmentation,
+            overlays=overlays,
+        )
+    except ValidationError as exc:
+        raise JobParameterError(_one_line(exc)) from None
+    result = export_coco(request)
+    typer.echo(
+        f"wrote {result.annotations} annotations of {result.images} images to {result.output}"
+    )
+    for overlay in result.overlay_urls:
+        typer.echo(f"overlay: {overlay}")
+
+
+def runs(
+    dataset: str | None = typer.Option(None, help="Only runs of this dataset."),
+    limit: int = typer.Option(20, help="Most recent runs to show."),
+) -> None:
+    """List label runs with their status and counts."""
+    from autolabel.flows.cli.status import print_runs
+
+    print_runs(load_settings(), dataset=dataset, limit=limit)

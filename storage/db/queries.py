@@ -1,0 +1,181 @@
+"""Read-only queries for running jobs, run listings, dry runs and export overlays.
+
+Like the repository functions, they take the caller's `Session`, are keyword-only and never commit.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from autolabel.storage.db.tables import (
+    Annotation,
+    Category,
+    Dataset,
+    Image,
+    ImageResult,
+    LabelRun,
+    ResultStatus,
+)
+
+_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelRunInfo:
+    """A label run as listed to users."""
+
+    id: int
+    dataset: str
+    status: str
+    work_key: str
+    detector_model: str | None
+    segmenter_model: str | None
+    images_done: int
+    images_failed: int
+    images_skipped: int
+    annotations: int
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageAnnotation:
+    """One stored instance of an image, enough to draw it."""
+
+    category: str
+    bbox_xywh_px: tuple[float, float, float, float]
+    seg_counts: str
+    seg_height: int
+    seg_width: int
+    score: float | None
+
+
+def find_dataset(session: Session, *, name: str) -> int | None:
+    """Id of the dataset called `name`, or None."""
+    return session.execute(select(Dataset.id).where(Dataset.name == name)).scalar_one_or_none()
+
+
+def image_refs(session: Session, *, image_ids: Sequence[int]) -> list[tuple[int, str, str]]:
+    """(id, storage_key, etag) of the given images, in id order (missing ids are skipped)."""
+    rows: list[tuple[int, str, str]] = []
+    ids = sorted(set(image_ids))
+    for start in range(0, len(ids), _CHUNK):
+        rows.extend(
+            (i, key, etag)
+            for i, key, etag in session.execute(
+                select(Image.id, Image.storage_key, Image.etag)
+                .where(Image.id.in_(ids[start : start + _CHUNK]))
+                .order_by(Image.id)
+            )
+        )
+    return rows
+
+
+def _run_info(run: LabelRun, dataset: str) -> LabelRunInfo:
+    return LabelRunInfo(
+        id=run.id,
+        dataset=dataset,
+        status=str(run.status.value),
+        work_key=run.work_key,
+        detector_model=run.detector_model,
+        segmenter_model=run.segmenter_model,
+        images_done=run.images_done,
+        images_failed=run.images_failed,
+        images_skipped=run.images_skipped,
+        annotations=run.annotations,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+    )
+
+
+def get_label_run(session: Session, *, run_id: int) -> LabelRunInfo:
+    """One run; `LookupError` when it does not exist."""
+    row = session.execute(
+        select(LabelRun, Dataset.name)
+        .join(Dataset, Dataset.id == LabelRun.dataset_id)
+        .where(LabelRun.id == run_id)
+    ).one_or_none()
+    if row is None:
+        raise LookupError(f"expected an existing label run id, got {run_id}")
+    return _run_info(row[0], row[1])
+
+
+def list_label_runs(
+    session: Session, *, dataset: str | None = None, limit: int = 20
+) -> list[LabelRunInfo]:
+    """The most recent runs first, optionally of one dataset."""
+    stmt = select(LabelRun, Dataset.name).join(Dataset, Dataset.id == LabelRun.dataset_id)
+    if dataset is not None:
+        stmt = stmt.where(Dataset.name == dataset)
+    rows = session.execute(stmt.order_by(LabelRun.id.desc()).limit(limit))
+    return [_run_info(run, name) for run, name in rows]
+
+
+def done_storage_keys(
+    session: Session, *, dataset_id: int, work_key: str, keys_etags: Sequence[tuple[str, str]]
+) -> set[str]:
+    """The storage keys among `keys_etags` already done under `work_key` at that etag."""
+    done: set[str] = set()
+    for start in range(0, len(keys_etags), _CHUNK):
+        chunk = list(keys_etags[start : start + _CHUNK])
+        done.update(
+            session.execute(
+                select(Image.storage_key)
+                .join(ImageResult, ImageResult.image_id == Image.id)
+                .where(
+                    Image.dataset_id == dataset_id,
+                    ImageResult.work_key == work_key,
+                    ImageResult.status == ResultStatus.DONE,
+                    tuple_(Image.storage_key, ImageResult.etag).in_(chunk),
+                )
+            ).scalars()
+        )
+    return done
+
+
+def sample_annotated_images(
+    session: Session, *, dataset_id: int, run_id: int | None, limit: int
+) -> list[tuple[int, str]]:
+    """Up to `limit` (image id, storage key) pairs that have annotations, lowest ids first."""
+    with_annotations = select(Annotation.image_id).where(Annotation.dataset_id == dataset_id)
+    if run_id is not None:
+        with_annotations = with_annotations.where(Annotation.run_id == run_id)
+    rows = session.execute(
+        select(Image.id, Image.storage_key)
+        .where(Image.id.in_(with_annotations.distinct()))
+        .order_by(Image.id)
+        .limit(limit)
+    )
+    return [(i, key) for i, key in rows]
+
+
+def image_annotations(
+    session: Session, *, image_id: int, run_id: int | None = None
+) -> list[ImageAnnotation]:
+    """Annotations of one image (of one run, when given), in instance order."""
+    stmt = (
+        select(
+            Category.name, Annotation.bbox_x, Annotation.bbox_y, Annotation.bbox_w,
+            Annotation.bbox_h, Annotation.seg_counts, Annotation.seg_height,
+            Annotation.seg_width, Annotation.score,
+        )
+        .join(Category, Category.id == Annotation.category_id)
+        .where(Annotation.image_id == image_id)
+        .order_by(Annotation.id)
+    )  # fmt: skip
+    if run_id is not None:
+        stmt = stmt.where(Annotation.run_id == run_id)
+    return [
+        ImageAnnotation(
+            category=name,
+            bbox_xywh_px=(x, y, w, h),
+            seg_counts=counts,
+            seg_height=sh,
+            seg_width=sw,
+            score=score,
+        )
+        for name, x, y, w, h, counts, sh, sw, score in session.execute(stmt)
+    ]

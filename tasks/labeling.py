@@ -1,0 +1,189 @@
+"""Label one shard of images: fetch + decode, boxes, masks, RLE, database rows.
+
+This is the plain-Python body of the `label_shard` task (`autolabel.tasks.label`): it composes
+`autolabel.storage` (stores, decoding, RLE, repository) with `autolabel.models` (box sources,
+EfficientViT-SAM) through `run_pipeline`, so IO, device work and database writes overlap.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from autolabel.models.detection import Detections
+from autolabel.models.efficientvit_sam.inference import segment_boxes_batch
+from autolabel.models.efficientvit_sam.sam import EfficientViTSam
+from autolabel.models.mask_ops import stability_score
+from autolabel.models.runtime.adaptive import AdaptiveBatcher
+from autolabel.models.types import MaskSet
+from autolabel.storage.db.records import AnnotationIn, ImageOutcome
+from autolabel.storage.db.tables import ResultStatus
+from autolabel.storage.errors import InvalidImageError, ObjectNotFoundError
+from autolabel.storage.images import DecodedImage, decode_image
+from autolabel.storage.objectstore import ObjectStore
+from autolabel.storage.rle import encode_masks, rle_areas, rle_bboxes
+
+StoreResolver = Callable[[str], tuple[ObjectStore, str]]
+
+# Stability score as SAM computes it, on the decoder's 256x256 logits.
+_STABILITY_OFFSET = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """An image to label: database id, full URL in its store, and the etag that was registered."""
+
+    image_id: int
+    url: str
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A fetched image: decoded pixels, or the reason it cannot be labeled."""
+
+    ref: ImageRef
+    image: DecodedImage | None = None
+    failure: str | None = None
+
+
+class BoxSource:
+    """Where boxes come from: a text-prompted detector or boxes imported from COCO."""
+
+    def boxes(
+        self, refs: Sequence[ImageRef], images: Sequence[npt.NDArray[np.uint8]]
+    ) -> list[Detections]:
+        raise NotImplementedError
+
+
+def fetch(ref: ImageRef, resolve: StoreResolver, *, max_pixels: int) -> Fetched:
+    """Read and decode one image; a bad or missing image becomes a failure, not an exception.
+
+    Transient storage errors propagate (the task is retried); a missing object or undecodable
+    bytes are recorded against the image with a reason code.
+    """
+    store, key = resolve(ref.url)
+    try:
+        data = store.get(key)
+    except ObjectNotFoundError:
+        return Fetched(ref, failure="missing")
+    try:
+        return Fetched(ref, image=decode_image(data, max_pixels=max_pixels))
+    except InvalidImageError as exc:
+        return Fetched(ref, failure=exc.reason)
+
+
+@dataclass
+class ShardLabeler:
+    """Turns fetched images into `ImageOutcome`s with RLE annotations.
+
+    Attributes:
+        box_source: Produces boxes (pixel xyxy of the original image) per image.
+        segmenter: EfficientViT-SAM, prepared for inference.
+        category_ids: Database category id by category name.
+        model_version: Recorded on every annotation.
+        batcher: Encoder batch size, halved on out-of-memory and remembered.
+    """
+
+    box_source: BoxSource
+    segmenter: EfficientViTSam
+    category_ids: dict[str, int]
+    model_version: str
+    batcher: AdaptiveBatcher
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def infer(self, batch: list[Fetched]) -> list[ImageOutcome]:
+        """Boxes and masks for the decodable images of `batch`; one outcome per image, in order.
+
+        Images without boxes skip the image encoder.
+        """
+        decoded = [(f.ref, f.image) for f in batch if f.image is not None]
+        detections = (
+            self.box_source.boxes([r for r, _ in decoded], [im.rgb for _, im in decoded])
+            if decoded
+            else []
+        )
+        found = {
+            ref.image_id: (image, det)
+            for (ref, image), det in zip(decoded, detections, strict=True)
+        }
+        with_boxes = [(image.rgb, det.boxes_xyxy_px) for image, det in found.values() if len(det)]
+        mask_sets = iter(self.batcher.run(with_boxes, self._segment))
+        outcomes = []
+        for item in batch:
+            if item.ref.image_id not in found:
+                outcomes.append(self._failed(item))
+                continue
+            image, det = found[item.ref.image_id]
+            masks = next(mask_sets) if len(det) else None
+            outcomes.append(self._done(item.ref, image, det, masks))
+        return outcomes
+
+    def _failed(self, item: Fetched) -> ImageOutcome:
+        reason = item.failure or "unknown"
+        self.failures[reason] = self.failures.get(reason, 0) + 1
+        return ImageOutcome(
+            image_id=item.ref.image_id,
+            etag=item.ref.etag,
+            status=ResultStatus.FAILED,
+            failure_reason=reason,
+        )
+
+    def _segment(
+        self, pairs: Sequence[tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]]
+    ) -> list[MaskSet]:
+        with torch.inference_mode():
+            return segment_boxes_batch(
+                self.segmenter,
+                [image for image, _ in pairs],
+                [boxes for _, boxes in pairs],
+                batch_size=len(pairs),
+            )
+
+    def _done(
+        self, ref: ImageRef, image: DecodedImage, det: Detections, masks: MaskSet | None
+    ) -> ImageOutcome:
+        height, width = image.rgb.shape[:2]
+        annotations = [] if masks is None else self._annotations(ref, det, masks, height, width)
+        return ImageOutcome(
+            image_id=ref.image_id,
+            etag=ref.etag,
+            status=ResultStatus.DONE,
+            annotations=tuple(annotations),
+            width=width,
+            height=height,
+        )
+
+    def _annotations(
+        self, ref: ImageRef, det: Detections, masks: MaskSet, height: int, width: int
+    ) -> list[AnnotationIn]:
+        rles = encode_masks(masks.masks_fortran)
+        areas = rle_areas(rles)
+        bboxes = rle_bboxes(rles)
+        logits = torch.from_numpy(masks.low_res_logits)
+        stability = stability_score(logits, 0.0, _STABILITY_OFFSET).numpy()
+        annotations: list[AnnotationIn] = []
+        for i, rle in enumerate(rles):
+            if areas[i] == 0:
+                continue  # the box held no mask: nothing to label
+            x, y, w, h = (float(v) for v in bboxes[i])
+            annotations.append(
+                AnnotationIn(
+                    image_id=ref.image_id,
+                    category_id=self.category_ids[det.category_names[i]],
+                    instance_index=len(annotations),
+                    bbox_xywh_px=(x, y, w, h),
+                    area=float(areas[i]),
+                    seg_counts=rle["counts"],
+                    seg_height=height,
+                    seg_width=width,
+                    score=float(det.scores[i]),
+                    predicted_iou=float(masks.iou_predictions[i]),
+                    stability_score=float(stability[i]),
+                    phrase=det.phrases[i],
+                    model_version=self.model_version,
+                )
+            )
+        return annotations

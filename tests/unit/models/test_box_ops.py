@@ -29,9 +29,7 @@ def test_boxes_are_clipped_to_the_image() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(
-    st.floats(0.05, 0.95), st.floats(0.05, 0.95), st.integers(1, 2000), st.integers(1, 2000)
-)
+@given(st.floats(0.05, 0.95), st.floats(0.05, 0.95), st.integers(1, 2000), st.integers(1, 2000))
 def test_conversion_inverts_to_normalized_center(cx: float, cy: float, h: int, w: int) -> None:
     size = 0.05
     out = cxcywh_norm_to_xyxy_px(torch.tensor([[cx, cy, size, size]]), (h, w))[0].double()
@@ -75,6 +73,6 @@ def test_cross_category_duplicates_points_at_the_better_box_of_another_category(
     scores = torch.tensor([0.6, 0.9, 0.5, 0.4])
     categories = torch.tensor([0, 1, 1, 0])
     dup = cross_category_duplicates(boxes, scores, categories, 0.8)
-    # box 1 (cat 1) leads; box 0 (cat 0) duplicates it; box 2 is the same category as box 1,
-    # and box 0 is not a leader, so box 2 stays a leader of its own (same-category overlap is NMS's job)
+    # box 1 (cat 1) leads; box 0 (cat 0) duplicates it; box 2 has box 1's category and box 0
+    # is no leader, so box 2 leads on its own (same-category overlap is NMS's job)
     assert dup.tolist() == [1, -1, -1, -1]

@@ -59,7 +59,7 @@ def test_empty_or_punctuation_only_category_is_rejected(categories: list[str]) -
 
 
 def test_delimiters_inside_a_category_are_rejected() -> None:
-    with pytest.raises(InvalidInputError, match="without '.'"):
+    with pytest.raises(InvalidInputError, match=r"without '\.'"):
         PromptSet.from_categories(["st. bernard"])
     with pytest.raises(InvalidInputError, match="without '\\?'"):
         PromptSet.from_categories(["what?"])
@@ -77,7 +77,8 @@ def test_single_chunk_matches_the_tokenizer_and_spans_cover_each_phrase(
     (chunk,) = chunk_prompt(prompt, phrase_encoder(tokenizer), token_layout(tokenizer, 256))
     assert chunk.caption == "remote control . remote . forklift ."
     assert list(chunk.input_ids) == tokenizer(chunk.caption)["input_ids"]
-    assert chunk.input_ids[0] == 101 and chunk.input_ids[-1] == 102
+    assert chunk.input_ids[0] == 101
+    assert chunk.input_ids[-1] == 102
     decoded = [tokenizer.decode(list(chunk.input_ids[s:e])) for s, e in chunk.spans]
     assert decoded == ["remote control", "remote", "forklift"]
     assert all(chunk.input_ids[e] == 1012 for _, e in chunk.spans)

@@ -7,6 +7,7 @@ channels_last), the fast CPU path.
 """
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -47,9 +48,17 @@ def filled_model(variant: str) -> Any:
     return model.eval()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def two_threads() -> Iterator[None]:
+    """The fixtures were made with two intra-op threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module", params=VARIANTS)
 def case(request: pytest.FixtureRequest) -> tuple[Any, dict[str, np.ndarray]]:
-    torch.set_num_threads(2)
     variant = request.param
     with np.load(PARITY_DIR / f"ref_{variant}.npz") as data:
         ref = {k: data[k] for k in data.files}

@@ -27,3 +27,7 @@ class WeightsUnavailableError(CheckpointError, FileNotFoundError):
 
 class InvalidInputError(ModelError, ValueError):
     """An image or prompt with the wrong type, shape, dtype or value."""
+
+
+class ImageNotSetError(ModelError, RuntimeError):
+    """A `SamPredictor` asked to predict before `set_image` was called in the same thread."""

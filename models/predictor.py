@@ -21,15 +21,11 @@ from autolabel.models.efficientvit_sam.inference import (
 )
 from autolabel.models.efficientvit_sam.sam import LOW_RES_MASK_SIZE, EfficientViTSam
 from autolabel.models.efficientvit_sam.validation import check_boxes, check_points
-from autolabel.models.errors import InvalidInputError, ModelError
+from autolabel.models.errors import ImageNotSetError, InvalidInputError
 from autolabel.models.transforms import PromptTransform, postprocess_masks
 from autolabel.models.types import ImageEmbedding
 
 Prediction = tuple[npt.NDArray[np.generic], npt.NDArray[np.float32], npt.NDArray[np.float32]]
-
-
-class ImageNotSetError(ModelError, RuntimeError):
-    """`predict` was called before `set_image` in this thread."""
 
 
 class SamPredictor:

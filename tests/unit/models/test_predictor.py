@@ -13,8 +13,8 @@ from autolabel.models.efficientvit_sam.inference import (
     segment_boxes,
     segment_boxes_batch,
 )
-from autolabel.models.errors import InvalidInputError
-from autolabel.models.predictor import ImageNotSetError, SamPredictor
+from autolabel.models.errors import ImageNotSetError, InvalidInputError
+from autolabel.models.predictor import SamPredictor
 from autolabel.models.registry import build_model
 
 

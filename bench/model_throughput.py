@@ -70,7 +70,11 @@ def _encode(model: Any, x: torch.Tensor) -> torch.Tensor:
 def _choose_option(
     args: argparse.Namespace, base: Any, prepared: dict[str, Any], x: torch.Tensor
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The fastest option at batch 1 whose embedding is allclose to the plain fp32 model's."""
+    """The fastest option at batch 1 whose embedding is allclose to the plain fp32 model's.
+
+    In bf16/fp16 on random weights even the plain model may miss the tolerance; then options
+    whose error is at most 1.5x the plain model's count as parity-preserving.
+    """
     device = torch.device(args.device)
     reference = base.to(device).image_encoder(x.to(device)).float()
     rtol, atol = PARITY_TOL[args.dtype]
@@ -86,7 +90,10 @@ def _choose_option(
                 "within_tolerance": bool(torch.allclose(out, reference, rtol=rtol, atol=atol)),
             }
         )
-    passing = [r for r in report if r["within_tolerance"]] or report[:1]
+    passing = [r for r in report if r["within_tolerance"]]
+    if not passing:  # low precision on random weights: no worse than the plain model's error
+        limit = 1.5 * report[0]["max_abs_diff"] + 1e-6
+        passing = [r for r in report if r["max_abs_diff"] <= limit] or report[:1]
     best: str = min(passing, key=lambda r: float(r["seconds_batch1"]))["option"]
     return best, report
 

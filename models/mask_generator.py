@@ -170,8 +170,10 @@ class _Candidates:
 class AutomaticMaskGenerator:
     """Segment everything in an image by prompting a predictor with a grid of points.
 
-    Not thread-safe: it calls `set_image` on its predictor; use one generator (and
-    predictor) per thread.
+    Thread safety is the predictor's: the generator calls `set_image` / `predict_torch` /
+    `reset_image` on it and holds no per-image state itself. With `SamPredictor` (image state
+    per thread) one generator can serve several threads; with a predictor that keeps one
+    shared image, use one generator and predictor per thread.
     """
 
     def __init__(

@@ -1,5 +1,7 @@
 """AutomaticMaskGenerator end to end on a random-weight EfficientViT-SAM test model."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -73,3 +75,17 @@ def test_crop_layers_run_and_report_their_crops(predictor: SamPredictor, image: 
         ((px, py),) = record["point_coords"]
         assert x <= px <= x + w
         assert y <= py <= y + h
+
+
+def test_one_generator_serves_two_threads(predictor: SamPredictor, image: np.ndarray) -> None:
+    config = MaskGeneratorConfig(
+        points_per_side=1, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0
+    )
+    generator = AutomaticMaskGenerator(predictor, config)
+    images = [image, np.ascontiguousarray(image[::-1, ::-1])]
+    sequential = [generator.generate(im) for im in images]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        concurrent = list(pool.map(generator.generate, images))
+    for alone, together in zip(sequential, concurrent, strict=True):
+        assert [r["bbox"] for r in alone] == [r["bbox"] for r in together]
+        assert [r["predicted_iou"] for r in alone] == [r["predicted_iou"] for r in together]

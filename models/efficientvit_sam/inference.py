@@ -27,6 +27,8 @@ from autolabel.models.transforms import (
 from autolabel.models.types import ImageEmbedding, MaskSet
 
 PROMPT_TRANSFORM = PromptTransform()
+#: Masks upscaled to full resolution at once when building a MaskSet.
+_UPSCALE_CHUNK = 16
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -128,17 +130,25 @@ def decode_prompts(
 
 
 def _to_mask_set(
-    logits: Tensor, low_res: Tensor, iou: Tensor, boxes_px: npt.NDArray[np.float64]
+    low_res: Tensor, iou: Tensor, embedding: ImageEmbedding, boxes_px: npt.NDArray[np.float64]
 ) -> MaskSet:
-    """(N, H, W) full-res logits -> MaskSet sharing one Fortran-ordered uint8 buffer."""
-    n = logits.shape[0]
-    # (N, W, H) C-order memory is (H, W, N) Fortran order: one transpose copy, then views only.
-    buffer = (logits > 0.0).transpose(1, 2).contiguous().cpu().numpy().view(np.uint8)
-    fortran = buffer.transpose(2, 1, 0)
-    masks = buffer.view(np.bool_).transpose(0, 2, 1)
+    """(N, 256, 256) logits -> MaskSet whose masks share one Fortran-ordered uint8 buffer.
+
+    Full-resolution logits are made `_UPSCALE_CHUNK` masks at a time, so peak memory stays
+    near the size of the uint8 result even for many boxes on a large image.
+    """
+    n = low_res.shape[0]
+    height, width = embedding.original_size
+    # (N, W, H) C-order memory is (H, W, N) Fortran order: masks are written transposed once.
+    buffer = np.empty((n, width, height), dtype=np.uint8)
+    target = torch.from_numpy(buffer)
+    for start in range(0, n, _UPSCALE_CHUNK):
+        chunk = low_res[start : start + _UPSCALE_CHUNK, None].float()
+        logits = postprocess_masks(chunk, embedding.prompt_size, embedding.original_size)
+        target[start : start + chunk.shape[0]].copy_((logits[:, 0] > 0.0).transpose(1, 2))
     return MaskSet(
-        masks=masks,
-        masks_fortran=fortran,
+        masks=buffer.view(np.bool_).transpose(0, 2, 1),
+        masks_fortran=buffer.transpose(2, 1, 0),
         low_res_logits=low_res.float().cpu().numpy(),
         iou_predictions=iou.float().cpu().numpy(),
         boxes_xyxy_px=boxes_px.reshape(n, 4),
@@ -163,8 +173,9 @@ def segment_boxes(
     boxes_xyxy_px: object,
     *,
     multimask_output: bool = False,
+    max_boxes_per_call: int = 64,
 ) -> MaskSet:
-    """Masks for all boxes of one encoded image in one decoder call.
+    """Masks for all boxes of one encoded image, one decoder call per `max_boxes_per_call` boxes.
 
     Args:
         model: The model.
@@ -172,22 +183,33 @@ def segment_boxes(
         boxes_xyxy_px: (N, 4) xyxy boxes in original pixels; clipped to the image, inverted or
             non-finite boxes raise. N = 0 gives an empty MaskSet.
         multimask_output: Decode 3 masks per box and keep the one with the highest predicted IoU.
+        max_boxes_per_call: Boxes per decoder call (one call when N <= this); bounds the
+            decoder's memory (it replicates the 4 MB embedding per box).
 
     Returns:
-        A MaskSet with one mask per box, in box order.
+        A MaskSet with one mask per box, in box order; masks are computed on the model's device
+        and returned on the CPU.
     """
+    if max_boxes_per_call < 1:
+        raise InvalidInputError(f"expected max_boxes_per_call >= 1, got {max_boxes_per_call}")
     boxes = check_boxes(boxes_xyxy_px, embedding.original_size)
     if boxes.shape[0] == 0:
         return _empty(*embedding.original_size)
     prompt_boxes = PROMPT_TRANSFORM.apply_boxes(boxes, embedding.original_size)
     box_t = torch.as_tensor(prompt_boxes, dtype=torch.float32)
-    low_res, iou = decode_prompts(model, embedding, boxes=box_t, multimask_output=multimask_output)
-    if multimask_output:
-        best = iou.argmax(dim=1)
+    low_res_parts, iou_parts = [], []
+    for start in range(0, box_t.shape[0], max_boxes_per_call):
+        low_res, iou = decode_prompts(
+            model,
+            embedding,
+            boxes=box_t[start : start + max_boxes_per_call],
+            multimask_output=multimask_output,
+        )
+        best = iou.argmax(dim=1)  # column 0 when multimask_output is False
         rows = torch.arange(iou.shape[0], device=iou.device)
-        low_res, iou = low_res[rows, best][:, None], iou[rows, best][:, None]
-    logits = postprocess_masks(low_res, embedding.prompt_size, embedding.original_size)
-    return _to_mask_set(logits[:, 0], low_res[:, 0], iou[:, 0], boxes)
+        low_res_parts.append(low_res[rows, best])
+        iou_parts.append(iou[rows, best])
+    return _to_mask_set(torch.cat(low_res_parts), torch.cat(iou_parts), embedding, boxes)
 
 
 def segment_boxes_batch(
@@ -197,6 +219,7 @@ def segment_boxes_batch(
     *,
     multimask_output: bool = False,
     batch_size: int = 8,
+    max_boxes_per_call: int = 64,
 ) -> list[MaskSet]:
     """Encode images in batches, then decode all boxes of each image in one decoder call.
 
@@ -206,6 +229,7 @@ def segment_boxes_batch(
         boxes_per_image: For each image, (N_i, 4) xyxy pixel boxes (N_i may be 0).
         multimask_output: See `segment_boxes`.
         batch_size: Images per encoder forward.
+        max_boxes_per_call: See `segment_boxes`.
 
     Returns:
         One MaskSet per image, in order.
@@ -223,6 +247,12 @@ def segment_boxes_batch(
             raise InvalidInputError(f"image {i}: {exc}") from exc
     embeddings = encode_images(model, checked, batch_size=batch_size)
     return [
-        segment_boxes(model, emb, boxes, multimask_output=multimask_output)
+        segment_boxes(
+            model,
+            emb,
+            boxes,
+            multimask_output=multimask_output,
+            max_boxes_per_call=max_boxes_per_call,
+        )
         for emb, boxes in zip(embeddings, boxes_per_image, strict=True)
     ]

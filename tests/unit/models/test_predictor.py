@@ -203,6 +203,19 @@ def test_multimask_output_keeps_the_best_iou_mask(
     np.testing.assert_array_equal(result.masks[0], masks[best])
 
 
+def test_chunked_decoding_equals_one_call(model: torch.nn.Module, images: list[np.ndarray]) -> None:
+    rng = np.random.default_rng(3)
+    corners = rng.uniform(0, 40, (20, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(1, 24, (20, 2))], axis=1)
+    embedding = encode_images(model, images[:1])[0]
+    one_call = segment_boxes(model, embedding, boxes, max_boxes_per_call=64)
+    chunked = segment_boxes(model, embedding, boxes, max_boxes_per_call=7)
+    assert len(one_call) == 20
+    np.testing.assert_allclose(chunked.low_res_logits, one_call.low_res_logits, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(chunked.masks, one_call.masks)
+    np.testing.assert_array_equal(one_call.boxes_xyxy_px, np.clip(boxes, 0, [64, 48, 64, 48]))
+
+
 def test_batch_rejects_bad_boxes_before_encoding(
     model: torch.nn.Module, images: list[np.ndarray]
 ) -> None:

@@ -190,6 +190,8 @@ class LocalStore:
         self, rel_dir: str, start: str, key_filter: KeyFilter, stack: MutableSequence[str]
     ) -> Iterator[ObjectInfo]:
         folder = self._real_root / rel_dir if rel_dir else self._real_root
+        if rel_dir and os.path.realpath(folder) != str(folder):
+            return  # the prefix runs through a symlink: listing never follows those
         try:
             entries = os.scandir(folder)
         except (FileNotFoundError, NotADirectoryError):

@@ -188,8 +188,8 @@ class S3Store:
 
     def _listed_info(self, item: Any, key_filter: KeyFilter) -> ObjectInfo | None:
         key = str(item["Key"])[len(self._prefix) :]
-        if not key_filter.matches(key):
-            return None
+        if not key or key.endswith("/") or not key_filter.matches(key):
+            return None  # folder markers ("dir/" zero-byte objects) are not objects here
         try:
             validate_key(key)
         except StorageError:

@@ -122,6 +122,7 @@ def _put_many(s3_env: str, bucket: str, keys: list[str]) -> None:
 def test_listing_paginates_streams_and_filters(store: S3Store, s3_bucket: str, s3_env: str) -> None:
     keys = [f"data/img/{i:05d}.{'JPG' if i % 3 == 0 else 'png'}" for i in range(1100)]
     keys += ["data/other/a.jpg", "data/img/sub/b.jpg", "outside/c.jpg", "datadog.jpg"]
+    keys += ["data/img/", "data/other/"]  # zero-byte folder markers, as consoles create
     _put_many(s3_env, s3_bucket, keys)
     requests: list[str] = []
     store._client.meta.events.register(

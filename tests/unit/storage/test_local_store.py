@@ -166,6 +166,9 @@ def test_listing_filters_and_never_leaves_root(store: LocalStore, tmp_path: Path
     assert keys(pattern="**/*.jpg") == ["a/sub/3.jpg", "ab.jpg", "b/4.jpg"]
     assert keys(pattern="a/**") == ["a/1.JPG", "a/2.png", "a/sub/3.jpg"]
     assert keys(prefix="b/", pattern="a/**") == []
+    assert keys(prefix="escape/") == []
+    assert keys(pattern="escape/*.jpg") == []
+    assert keys(prefix="loop/a/") == []
     sizes = {info.key: info.size for info in store.list()}
     assert sizes["a/sub/3.jpg"] == len(b"a/sub/3.jpg")
 

@@ -18,6 +18,8 @@ Accepted formats: JPEG (and MPO), PNG, WebP, TIFF, BMP, GIF (first frame). Conve
         every image so a value means the same brightness across a dataset.
     F: read as intensities in [0.0, 1.0]; clipped, `round(v * 255)`, NaN -> 0.
 
+ICC profiles are not applied (pixel values are taken as they are, like most training pipelines
+do). Multi-frame files (GIF, APNG, WebP, TIFF) give their first frame.
 PNG chunk checksums are verified (a damaged PNG is `corrupt`, not silently garbage pixels).
 EXIF orientation is applied (orientation 6 swaps width and height). `original_size` is the full
 image size after orientation; with `min_long_side`, JPEGs are decoded at 1/2, 1/4 or 1/8 scale

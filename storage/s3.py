@@ -104,7 +104,7 @@ class S3Store:
         self._bucket = bucket
         self._prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self._config = config
-        session = session or boto3.session.Session()
+        self._session = session = session or boto3.session.Session()
         self._client: S3Client = session.client(
             "s3", endpoint_url=config.endpoint_url, config=botocore_config(config)
         )
@@ -272,9 +272,24 @@ class S3Store:
             raise self._error("delete", key, exc) from exc
 
     def check(self) -> None:
-        """HEAD the bucket; `StorageConfigError` with a one-line reason if it is not usable."""
+        """HEAD the bucket; `StorageConfigError` with a one-line reason if it is not usable.
+
+        Uses short timeouts and at most two attempts, so an unreachable endpoint is reported
+        within seconds rather than after the full adaptive retry budget.
+        """
+        probe = self._session.client(
+            "s3",
+            endpoint_url=self._config.endpoint_url,
+            config=botocore_config(self._config).merge(
+                Config(
+                    retries={"mode": "standard", "max_attempts": 2},
+                    connect_timeout=min(self._config.connect_timeout_s, 5.0),
+                    read_timeout=min(self._config.read_timeout_s, 10.0),
+                )
+            ),
+        )
         try:
-            self._client.head_bucket(Bucket=self._bucket)
+            probe.head_bucket(Bucket=self._bucket)
         except ClientError as exc:
             error = self._client_error("check", self._where, exc)
             if isinstance(error, ObjectNotFoundError):

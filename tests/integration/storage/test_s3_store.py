@@ -4,6 +4,7 @@ import io
 import logging
 import os
 import tarfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,6 +112,13 @@ def test_unreachable_endpoint(s3_env: str) -> None:  # s3_env: dummy credentials
         store.get("a.jpg")
     with pytest.raises(StorageConfigError, match="cannot use s3://some-bucket"):
         store.check()
+    patient = S3Store(
+        "some-bucket", config=S3Config(endpoint_url=config.endpoint_url, region="us-east-1")
+    )
+    start = time.monotonic()
+    with pytest.raises(StorageConfigError):
+        patient.check()  # default 10 adaptive attempts, but check() gives up quickly
+    assert time.monotonic() - start < 20
 
 
 def _put_many(s3_env: str, bucket: str, keys: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from pathlib import Path
 
@@ -326,3 +327,30 @@ def test_damaged_files_never_escape_invalid_image_error(
 def test_random_bytes_never_escape_invalid_image_error(data: bytes) -> None:
     outcome = _outcome(data)
     assert isinstance(outcome, DecodedImage) or outcome in REASONS
+
+
+def test_animated_images_decode_their_first_frame() -> None:
+    frames = [Image.new("RGB", (8, 6), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    for fmt in ("GIF", "PNG", "WEBP"):
+        out = BytesIO()
+        frames[0].save(out, fmt, save_all=True, append_images=frames[1:], duration=100)
+        rgb = decode_image(out.getvalue()).rgb
+        assert rgb.shape == (6, 8, 3)
+        assert rgb[..., 0].min() > 200, fmt
+        assert rgb[..., 2].max() < 60, fmt
+
+
+def test_concurrent_decoding_matches_serial(corpus: tuple[Path, dict[str, Expected]]) -> None:
+    folder, expected = corpus
+    blobs = [(folder / name).read_bytes() for name in expected] * 4
+    blobs += [_jpeg(300, 200, seed=i) for i in range(8)]
+
+    def outcome(data: bytes) -> tuple[str, bytes]:
+        result = _outcome(data, min_long_side=64)
+        if isinstance(result, str):
+            return result, b""
+        return "ok", result.rgb.tobytes()
+
+    serial = [outcome(data) for data in blobs]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(outcome, blobs)) == serial

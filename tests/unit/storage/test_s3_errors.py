@@ -1,5 +1,7 @@
 """S3Store's translation of botocore exceptions into storage errors (no network involved)."""
 
+import io
+
 import pytest
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import (
@@ -9,6 +11,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.response import StreamingBody
 
 from autolabel.storage.config import S3Config
 from autolabel.storage.errors import (
@@ -17,7 +20,7 @@ from autolabel.storage.errors import (
     StorageError,
     TransientStorageError,
 )
-from autolabel.storage.s3 import S3Store
+from autolabel.storage.s3 import S3Store, _BodyReader
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +93,37 @@ def test_upload_failures_use_the_underlying_client_error(store: S3Store) -> None
 def test_url_and_repr_hold_no_endpoint_secrets(store: S3Store) -> None:
     assert store.url == "s3://my-bucket/data"
     assert repr(store) == "S3Store('s3://my-bucket/data at http://s3.internal:9000')"
+
+
+class _FlakyRaw(io.RawIOBase):
+    """A socket-like stream that delivers `good` bytes, then times out."""
+
+    def __init__(self, good: bytes) -> None:
+        self._good = io.BytesIO(good)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._good.read(size)
+        if not chunk:
+            raise ReadTimeoutError(endpoint_url="http://s3.internal:9000/x")
+        return chunk
+
+
+def test_stream_failures_mid_body_are_transient() -> None:
+    body = StreamingBody(_FlakyRaw(b"abcdef"), 100)
+    with (
+        io.BufferedReader(_BodyReader(body, "s3://my-bucket/data/a.tar"), 4) as stream,
+        pytest.raises(TransientStorageError, match=r"a\.tar failed mid-stream"),
+    ):
+        stream.read()
+
+
+def test_short_body_is_transient() -> None:
+    body = StreamingBody(io.BytesIO(b"abc"), 10)
+    with (
+        io.BufferedReader(_BodyReader(body, "s3://my-bucket/data/a.tar")) as stream,
+        pytest.raises(TransientStorageError, match="IncompleteReadError"),
+    ):
+        stream.read()

@@ -16,7 +16,16 @@ from sqlalchemy.orm import Session
 from autolabel.storage.db.base import dialect_insert
 from autolabel.storage.db.records import AnnotationIn, BatchWriteStats, ImageOutcome
 from autolabel.storage.db.repository import record_image_results
-from autolabel.storage.db.tables import Annotation, ImageResult, ResultStatus, ReviewStatus
+from autolabel.storage.db.tables import (
+    Annotation,
+    Category,
+    Image,
+    ImageResult,
+    LabelRun,
+    ResultStatus,
+    ReviewStatus,
+)
+from autolabel.storage.errors import ConflictError
 
 _CHUNK = 1000
 _STAGING = "annotations_staging"
@@ -106,6 +115,8 @@ def write_annotations(
         replace_image_ids: Images whose stored annotations for `work_key` are deleted first
             (reprocessed images).
     """
+    rows = [_row(a, dataset_id, run_id, work_key) for a in annotations]
+    _check_references(session, dataset_id=dataset_id, run_id=run_id, rows=rows)
     ids = sorted(replace_image_ids)
     for start in range(0, len(ids), _CHUNK):
         session.execute(
@@ -114,10 +125,47 @@ def write_annotations(
                 Annotation.image_id.in_(ids[start : start + _CHUNK]),
             )
         )
-    rows = (_row(a, dataset_id, run_id, work_key) for a in annotations)
     if session.get_bind().dialect.name == "postgresql":
         return _copy_insert(session, rows)
     return _executemany_insert(session, rows)
+
+
+def _missing(
+    session: Session, column: Any, dataset_column: Any, dataset_id: int, ids: set[int]
+) -> list[int]:
+    found: set[int] = set()
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        found.update(
+            session.execute(
+                select(column).where(column.in_(chunk), dataset_column == dataset_id)
+            ).scalars()
+        )
+    return sorted(ids - found)
+
+
+def _check_references(
+    session: Session, *, dataset_id: int, run_id: int | None, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Set-wise stand-in for foreign keys: every image and category (and the run) must exist and
+    belong to `dataset_id`.
+
+    Raises:
+        ConflictError: Some rows reference ids outside the dataset (the first few are named).
+    """
+    checks = (
+        ("image", Image.id, Image.dataset_id, {r[1] for r in rows}),
+        ("category", Category.id, Category.dataset_id, {r[2] for r in rows}),
+        ("label run", LabelRun.id, LabelRun.dataset_id, set() if run_id is None else {run_id}),
+    )
+    for label, column, dataset_column, ids in checks:
+        missing = _missing(session, column, dataset_column, dataset_id, ids)
+        if missing:
+            raise ConflictError(
+                f"expected {label} ids of dataset {dataset_id}, got {len(missing)} unknown or "
+                f"foreign ones, e.g. {missing[:5]}"
+            )
 
 
 def _images_to_replace(

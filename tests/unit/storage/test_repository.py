@@ -8,7 +8,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from autolabel.storage.db.bulk import write_image_batch
+from autolabel.storage.db.bulk import write_annotations, write_image_batch
 from autolabel.storage.db.engine import make_engine, upgrade_to_head
 from autolabel.storage.db.model_versions import (
     archive_model_version,
@@ -287,3 +287,27 @@ def test_partial_unique_index_rejects_second_production(session: Session) -> Non
         )  # fmt: skip
     with pytest.raises(IntegrityError):
         session.flush()
+
+
+def test_annotations_must_reference_their_own_dataset(session: Session) -> None:
+    dataset_id, cat, ids = _setup(session, n_images=1)
+    other = get_or_create_dataset(session, name="other")
+    other_cat = ensure_categories(session, dataset_id=other, names=["cat"])["cat"]
+    image_id = ids["img/0.jpg"]
+    with pytest.raises(ConflictError, match="category ids"):
+        write_annotations(
+            session, dataset_id=dataset_id, work_key=WORK_KEY, run_id=None,
+            annotations=_anns(image_id, other_cat, 1),
+        )  # fmt: skip
+    with pytest.raises(ConflictError, match="image ids"):
+        write_annotations(
+            session, dataset_id=other, work_key=WORK_KEY, run_id=None,
+            annotations=_anns(image_id, other_cat, 1),
+        )  # fmt: skip
+    other_run = create_label_run(session, dataset_id=other, work_key=WORK_KEY, parameters={})
+    with pytest.raises(ConflictError, match="label run ids"):
+        write_annotations(
+            session, dataset_id=dataset_id, work_key=WORK_KEY, run_id=other_run,
+            annotations=_anns(image_id, cat, 1),
+        )  # fmt: skip
+    assert _n_annotations(session) == 0

@@ -70,3 +70,33 @@ def test_fp16_needs_cuda_and_unknown_dtypes_are_rejected() -> None:
     with pytest.raises(InvalidInputError, match="expected dtype"):
         resolve_dtype("int8", "cpu")
     assert resolve_dtype(torch.bfloat16, "cpu") == torch.bfloat16
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compiled_encoder_matches_within_tolerance(
+    model: torch.nn.Module, image: np.ndarray
+) -> None:
+    compiled = prepare_for_inference(  # type: ignore[arg-type]
+        model, channels_last=True, compile_encoder=True
+    )
+    torch.testing.assert_close(
+        embedding(compiled, image), embedding(model, image), rtol=0, atol=1e-4
+    )
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_cuda_half_precision_masks_agree_with_cpu_fp32(
+    model: torch.nn.Module, image: np.ndarray, dtype: str
+) -> None:
+    from autolabel.models.efficientvit_sam.inference import segment_boxes
+
+    boxes = np.array([[5.0, 6.0, 60.0, 40.0], [0.0, 0.0, 69.0, 49.0]])
+    reference = segment_boxes(model, encode_images(model, [image])[0], boxes)  # type: ignore[arg-type]
+    fast = prepare_for_inference(model, device="cuda", dtype=dtype)  # type: ignore[arg-type]
+    got = segment_boxes(fast, encode_images(fast, [image])[0], boxes)
+    assert got.masks.shape == reference.masks.shape
+    inter = (got.masks & reference.masks).sum(axis=(1, 2))
+    union = (got.masks | reference.masks).sum(axis=(1, 2))
+    assert np.all(inter >= 0.9 * np.maximum(union, 1))

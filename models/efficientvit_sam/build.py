@@ -7,7 +7,7 @@ in train mode; load weights with `autolabel.models.checkpoints.load_checkpoint`.
 
 from collections.abc import Sequence
 
-from autolabel.models.efficientvit_sam.backbone import StageSpec, build_backbone
+from autolabel.models.efficientvit_sam.backbone import BlockKind, StageSpec, build_backbone
 from autolabel.models.efficientvit_sam.encoder import EfficientViTSamImageEncoder
 from autolabel.models.efficientvit_sam.neck import SamNeck
 from autolabel.models.efficientvit_sam.sam import (
@@ -21,11 +21,11 @@ def _l_stages(
     depths: Sequence[int], widths: Sequence[int] = (32, 64, 128, 256, 512)
 ) -> list[StageSpec]:
     """EfficientViT-L: res, fmb, fmb, mb, att@5 stages; norm only on the last conv in 3 and 4."""
-    blocks = ("res", "fmb", "fmb", "mb", "att@5")
+    blocks: tuple[BlockKind, ...] = ("res", "fmb", "fmb", "mb", "att@5")
     expands = (1.0, 4.0, 4.0, 4.0, 6.0)
     fewer = (False, False, False, True, True)
     return [
-        StageSpec(width=w, depth=d, block=b, expand_ratio=e, norm_only_last=f)  # type: ignore[arg-type]
+        StageSpec(width=w, depth=d, block=b, expand_ratio=e, norm_only_last=f)
         for w, d, b, e, f in zip(widths, depths, blocks, expands, fewer, strict=True)
     ]
 
@@ -33,11 +33,11 @@ def _l_stages(
 def _xl_stages(depths: Sequence[int]) -> list[StageSpec]:
     """EfficientViT-XL: res, fmb x3, att@3 x2 stages (six stages, widths 32..1024)."""
     widths = (32, 64, 128, 256, 512, 1024)
-    blocks = ("res", "fmb", "fmb", "fmb", "att@3", "att@3")
+    blocks: tuple[BlockKind, ...] = ("res", "fmb", "fmb", "fmb", "att@3", "att@3")
     expands = (1.0, 4.0, 4.0, 4.0, 4.0, 6.0)
     fewer = (False, False, False, False, True, True)
     return [
-        StageSpec(width=w, depth=d, block=b, expand_ratio=e, norm_only_last=f)  # type: ignore[arg-type]
+        StageSpec(width=w, depth=d, block=b, expand_ratio=e, norm_only_last=f)
         for w, d, b, e, f in zip(widths, depths, blocks, expands, fewer, strict=True)
     ]
 

@@ -102,7 +102,7 @@ def autolabel_dataset(job: LabelJob) -> RunSummary:
     started = time.perf_counter()
     ctx = start_run(job)
     listed = register_images(job, ctx.dataset_id)
-    shards = plan_shards(ctx.dataset_id, ctx.work_key, job.shard_size)
+    shards = plan_shards(ctx.dataset_id, ctx.work_key, job.shard_size, job.retry_failed)
     pending = sum(len(s.image_ids) for s in shards)
     logger.info(
         "run %d: %d images listed, %d to label in %d shards",

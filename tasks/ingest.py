@@ -58,12 +58,21 @@ def register_images(job: LabelJob, dataset_id: int) -> int:
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
-def plan_shards(dataset_id: int, work_key: str, shard_size: int) -> list[ShardRef]:
-    """Split the images still to do under `work_key` into shards of `shard_size` ids."""
+def plan_shards(
+    dataset_id: int, work_key: str, shard_size: int, retry_failed: bool
+) -> list[ShardRef]:
+    """Split the images still to do under `work_key` into shards of `shard_size` ids.
+
+    Images that failed at their current etag are left out unless `retry_failed`.
+    """
     shards: list[ShardRef] = []
     with session_scope(_resources.engine()) as session:
         for ids in repository.iter_pending_image_ids(
-            session, dataset_id=dataset_id, work_key=work_key, batch_size=shard_size
+            session,
+            dataset_id=dataset_id,
+            work_key=work_key,
+            batch_size=shard_size,
+            retry_failed=retry_failed,
         ):
             shards.append(ShardRef(index=len(shards), image_ids=ids))
     return shards

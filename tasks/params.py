@@ -70,6 +70,9 @@ class LabelJob(BaseModel):
     max_failure_fraction: float = Field(
         0.5, ge=0.0, le=1.0, description="Abort the run when more images than this fail."
     )
+    retry_failed: bool = Field(
+        False, description="Retry images that failed before at the same etag (default: skip)."
+    )
     random_weights: bool = Field(
         False, description="Use randomly initialised models (smoke tests only; labels are noise)."
     )

@@ -55,9 +55,18 @@ def load_segmenter(name: str, rt: Runtime, *, device: str, random_weights: bool)
     return prepare_for_inference(model, device=device, dtype=dtype)
 
 
+def packaged_tokenizer_dir() -> Path:
+    """bert-base-uncased's vocab.txt (sha256 07eced37...), shipped inside the package."""
+    import autolabel.models.grounding_dino as package
+
+    return Path(package.__file__).parent / "bert-base-uncased"
+
+
 def tokenizer_dir(rt: Runtime) -> Path:
-    """Folder of the BERT tokenizer files inside the weights folder."""
-    return rt.weights_dir / "bert-base-uncased"
+    """Folder of the BERT tokenizer files: `<weights>/bert-base-uncased` when the operator put
+    them there, else the bert-base-uncased vocabulary shipped with autolabel."""
+    configured = rt.weights_dir / "bert-base-uncased"
+    return configured if configured.is_dir() else packaged_tokenizer_dir()
 
 
 def detector_version(name: str, rt: Runtime, *, random_weights: bool) -> str:

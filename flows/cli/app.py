@@ -5,8 +5,10 @@ from importlib.metadata import version
 import typer
 
 from autolabel.flows.cli.db import db_app
+from autolabel.flows.cli.demo import demo
 from autolabel.flows.cli.doctor import doctor
 from autolabel.flows.cli.label import export, label, runs
+from autolabel.flows.cli.serve import serve
 from autolabel.flows.errors import FlowError
 from autolabel.models.errors import ModelError
 from autolabel.storage.errors import StorageError
@@ -22,6 +24,8 @@ app.command()(doctor)
 app.command()(label)
 app.command()(export)
 app.command()(runs)
+app.command()(demo)
+app.command()(serve)
 app.add_typer(db_app, name="db")
 
 EXPECTED_ERRORS = (FlowError, ModelError, StorageError)

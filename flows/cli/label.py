@@ -120,6 +120,9 @@ def label(
     shard_size: int = typer.Option(256, help="Images per shard task."),
     batch_size: int = typer.Option(8, help="Images per device batch."),
     max_failure_fraction: float = typer.Option(0.5, help="Abort above this failed fraction."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Retry images that failed before (default: skip them)."
+    ),
     random_weights: bool = typer.Option(
         False, "--random-weights", help="Random model weights (smoke runs: labels are noise)."
     ),
@@ -150,6 +153,7 @@ def label(
             shard_size=shard_size,
             batch_size=batch_size,
             max_failure_fraction=max_failure_fraction,
+            retry_failed=retry_failed,
             random_weights=random_weights,
         )
     except ValidationError as exc:

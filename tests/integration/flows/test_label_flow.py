@@ -1,0 +1,158 @@
+"""End to end: images in moto S3 -> labeling flow -> PostgreSQL -> COCO export on S3.
+
+Tiny random-weight models (`grounding-dino-test`, `efficientvit-sam-test`) keep it fast; the
+thresholds are 0 so that every decodable image gets boxes and masks.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from sqlalchemy import create_engine, text
+
+from autolabel.flows.autolabel import RunAbortedError, autolabel_dataset
+from autolabel.flows.export_coco import ExportRequest, export_coco
+from autolabel.tasks.params import LabelJob, Thresholds
+from tests.corpus import write_bad_image_corpus, write_good_images
+from tests.integration.flows.conftest import FlowEnv
+
+pytestmark = pytest.mark.integration
+
+N_GOOD = 42
+
+
+def make_job(env: FlowEnv, dataset: str, **overrides: object) -> LabelJob:
+    fields: dict[str, object] = {
+        "source": f"s3://{env.bucket}/images",
+        "dataset": dataset,
+        "prompts": ["box", "disc"],
+        "pattern": "*",  # list every file, not only image suffixes: the corpus must fail loudly
+        "detector": "grounding-dino-test",
+        "segmenter": "efficientvit-sam-test",
+        "thresholds": Thresholds(box_threshold=0.0, text_threshold=0.0, max_detections=3),
+        "shard_size": 16,
+        "batch_size": 4,
+        "random_weights": True,
+        "max_failure_fraction": 0.5,
+    }
+    fields.update(overrides)
+    return LabelJob.model_validate(fields)
+
+
+def upload_corpus(env: FlowEnv, tmp_path: Path) -> tuple[int, dict[str, str | None]]:
+    """Upload 42 good images and the 18-file bad corpus; returns (count, name -> reason)."""
+    write_good_images(tmp_path / "images", N_GOOD, np.random.default_rng(1), max_side=160)
+    expected = write_bad_image_corpus(tmp_path / "images")
+    count = env.upload_folder(tmp_path / "images", "images/")
+    reasons: dict[str, str | None] = {name: e.reason for name, e in expected.items()}
+    reasons.update({f"img_{i:04d}{'.jpg' if i % 2 == 0 else '.png'}": None for i in range(N_GOOD)})
+    return count, reasons
+
+
+def db_rows(env: FlowEnv, sql: str, **params: object) -> list[tuple[object, ...]]:
+    engine = create_engine(env.database_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def annotation_rows(env: FlowEnv, dataset: str) -> list[tuple[object, ...]]:
+    return db_rows(
+        env,
+        "SELECT a.image_id, a.instance_index, a.seg_counts FROM annotations a "
+        "JOIN datasets d ON d.id = a.dataset_id WHERE d.name = :name "
+        "ORDER BY a.image_id, a.instance_index",
+        name=dataset,
+    )
+
+
+def test_labels_bucket_into_database_and_coco(flow_env: FlowEnv, tmp_path: Path) -> None:
+    count, reasons = upload_corpus(flow_env, tmp_path)
+    assert count == 60
+    expected_failed = {name: r for name, r in reasons.items() if r is not None}
+
+    summary = autolabel_dataset(make_job(flow_env, "e2e"))
+
+    assert summary.status == "completed"
+    assert summary.images_done == 60 - len(expected_failed)
+    assert summary.images_failed == len(expected_failed)
+    assert sum(summary.failures.values()) == len(expected_failed)
+    stored = dict(
+        db_rows(
+            flow_env,
+            "SELECT i.storage_key, i.failure_reason FROM images i JOIN datasets d "
+            "ON d.id = i.dataset_id WHERE d.name = 'e2e' AND i.status = 'failed'",
+        )
+    )
+    assert {str(k).rsplit("/", 1)[1]: v for k, v in stored.items()} == expected_failed
+    rows = annotation_rows(flow_env, "e2e")
+    assert len(rows) == summary.annotations > 0
+    assert len({(r[0], r[1]) for r in rows}) == len(rows)
+
+    output = f"s3://{flow_env.bucket}/exports/e2e.coco.json"
+    result = export_coco(ExportRequest(dataset="e2e", output=output, overlays=2))
+    assert result.annotations == summary.annotations
+    assert len(result.overlay_urls) == 2
+    local = tmp_path / "e2e.coco.json"
+    flow_env.s3().download_file(flow_env.bucket, "exports/e2e.coco.json", str(local))
+    coco = COCO(str(local))
+    assert len(coco.getImgIds()) == summary.images_done
+    assert len(coco.getAnnIds()) == summary.annotations
+    assert {c["name"] for c in coco.loadCats(coco.getCatIds())} == {"box", "disc"}
+
+    # A rerun skips every image: done ones, and failed ones unless asked to retry them.
+    again = autolabel_dataset(make_job(flow_env, "e2e"))
+    assert (again.images_done, again.images_failed, again.images_skipped) == (0, 0, 60)
+    # Retrying the failed ones fails them all again: more than half of what the run processed.
+    with pytest.raises(RunAbortedError, match=f"{len(expected_failed)} of {len(expected_failed)}"):
+        autolabel_dataset(make_job(flow_env, "e2e", retry_failed=True))
+    assert annotation_rows(flow_env, "e2e") == rows
+
+
+def test_new_and_changed_images_are_the_only_ones_relabeled(
+    flow_env: FlowEnv, tmp_path: Path
+) -> None:
+    write_good_images(tmp_path / "a", 6, np.random.default_rng(2), max_side=120)
+    flow_env.upload_folder(tmp_path / "a", "images/")
+    first = autolabel_dataset(make_job(flow_env, "incremental"))
+    assert first.images_done == 6
+
+    write_good_images(tmp_path / "b", 9, np.random.default_rng(3), max_side=120)
+    client = flow_env.s3()
+    for path in sorted((tmp_path / "b").iterdir())[6:]:  # three new images
+        client.upload_file(str(path), flow_env.bucket, f"images/new_{path.name}")
+    changed = sorted((tmp_path / "b").iterdir())[0]  # new content under an existing key
+    client.upload_file(str(changed), flow_env.bucket, "images/img_0000.jpg")
+
+    second = autolabel_dataset(make_job(flow_env, "incremental"))
+    assert (second.images_done, second.images_failed, second.images_skipped) == (4, 0, 5)
+    per_image = db_rows(
+        flow_env,
+        "SELECT r.image_id, r.n_annotations, "
+        "(SELECT count(*) FROM annotations a WHERE a.image_id = r.image_id "
+        " AND a.work_key = r.work_key) FROM image_results r "
+        "JOIN images i ON i.id = r.image_id AND i.etag = r.etag "
+        "JOIN datasets d ON d.id = i.dataset_id WHERE d.name = 'incremental'",
+    )
+    assert len(per_image) == 9
+    assert all(n == stored for _, n, stored in per_image)
+
+
+def test_too_many_failures_abort_the_run(flow_env: FlowEnv, tmp_path: Path) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"broken_{i}.jpg").write_bytes(b"not a jpeg " * i)
+    write_good_images(folder, 2, np.random.default_rng(4), max_side=100)
+    flow_env.upload_folder(folder, "images/")
+    with pytest.raises(RunAbortedError, match="6 of 8 images failed"):
+        autolabel_dataset(make_job(flow_env, "aborting", shard_size=8))
+    status = db_rows(
+        flow_env,
+        "SELECT r.status FROM label_runs r JOIN datasets d ON d.id = r.dataset_id "
+        "WHERE d.name = 'aborting'",
+    )
+    assert status == [("aborted",)]

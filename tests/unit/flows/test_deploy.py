@@ -1,0 +1,45 @@
+"""deploy/prefect.yaml names real flows, valid parameters and schedules, and telemetry off."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.flows import load_flow_from_entrypoint
+
+ROOT = Path(__file__).resolve().parents[3]
+DEPLOYMENTS: list[dict[str, Any]] = yaml.safe_load((ROOT / "deploy" / "prefect.yaml").read_text())[
+    "deployments"
+]
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
+def test_deployment_is_loadable_and_valid(
+    deployment: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    flow = load_flow_from_entrypoint(deployment["entrypoint"])
+    assert flow.name in {"autolabel-dataset", "export-coco"}
+    if deployment.get("parameters"):
+        flow.validate_parameters(deployment["parameters"])
+    env = deployment["work_pool"]["job_variables"]["env"]
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    for schedule in deployment.get("schedules", []):
+        CronSchedule(cron=schedule["cron"], timezone=schedule.get("timezone"))
+
+
+def test_both_pools_are_used() -> None:
+    pools = {d["work_pool"]["name"] for d in DEPLOYMENTS}
+    assert pools == {"autolabel-gpu", "autolabel-cpu"}
+
+
+def test_bad_parameters_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.exceptions import ParameterTypeError
+
+    monkeypatch.chdir(ROOT)
+    flow = load_flow_from_entrypoint("flows/autolabel.py:autolabel_dataset")
+    with pytest.raises(ParameterTypeError, match="shard_size"):
+        flow.validate_parameters(
+            {"job": {"source": "s3://b/", "dataset": "d", "prompts": ["a"], "shard_size": 0}}
+        )

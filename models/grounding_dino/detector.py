@@ -109,7 +109,7 @@ class GroundingDinoDetector:
         autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
         with torch.inference_mode(), autocast:
             logits, boxes = image_forward(self.model, pixel_values.to(device), text)
-        return logits.float(), boxes.float()
+        return logits.float().cpu(), boxes.float().cpu()
 
     def detect(
         self, images: Sequence[npt.NDArray[np.uint8]], prompt: PromptSet

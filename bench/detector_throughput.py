@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def torch_call(
 
 
 def onnx_rows(model: Any, settings: dict[str, Any]) -> list[dict[str, Any]]:
-    import onnxruntime
+    import onnxruntime  # type: ignore[import-untyped]
 
     from autolabel.models.grounding_dino.onnx_export import OnnxImageSide, export_onnx
 
@@ -100,9 +101,7 @@ def onnx_rows(model: Any, settings: dict[str, Any]) -> list[dict[str, Any]]:
             runner = OnnxImageSide(path, providers=providers)
             rng = np.random.default_rng(0)
             pixels = rng.standard_normal((batch, 3, *settings["hw"])).astype(np.float32)
-            seconds = time_call(
-                lambda r=runner, p=pixels: r(p, cpu_text), 1, settings["repeats"], False
-            )
+            seconds = time_call(partial(runner, pixels, cpu_text), 1, settings["repeats"], False)
             rows.append(
                 row("onnxruntime", runner.session.get_providers()[0], "float32", batch, seconds)
                 | {"export_s": round(export_s, 1)}

@@ -110,7 +110,7 @@ def test_synonyms_are_one_category_for_nms() -> None:
 
 
 def test_cross_category_keep_best_and_keep_both() -> None:
-    boxes = [[0, 0, 10, 10], [0, 0, 10, 10.2], [50, 50, 60, 60]]
+    boxes: list[list[float]] = [[0, 0, 10, 10], [0, 0, 10, 10.2], [50, 50, 60, 60]]
     cands = make_candidates(boxes, [0, 1, 1], [0.6, 0.7, 0.5], [0.7, 0.7, 0.5])
     best = finalize_detections(cands, PROMPT, DetectionConfig(), (100, 100))
     assert best.category_names == ("orange block", "orange block")

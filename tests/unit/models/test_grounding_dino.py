@@ -168,7 +168,8 @@ def test_bf16_autocast_runs_on_cpu(
 ) -> None:
     prompt = PromptSet.from_categories(["cat"])
     (fp32,) = detector(model, tokenizer).detect(images((64, 96)), prompt)
-    (bf16,) = detector(model, tokenizer, precision="bfloat16").detect(images((64, 96)), prompt)  # type: ignore[arg-type]
+    bf16_detector = detector(model, tokenizer, precision="bfloat16")
+    (bf16,) = bf16_detector.detect(images((64, 96)), prompt)
     assert bf16.scores.dtype == np.float32
     assert np.isfinite(bf16.boxes_xyxy_px).all()
     assert abs(float(bf16.scores.max()) - float(fp32.scores.max())) < 0.1

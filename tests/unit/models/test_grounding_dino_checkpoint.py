@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import BertTokenizer
 
 from autolabel.models.errors import (
@@ -136,3 +136,17 @@ def test_model_uses_the_tokenizer_delimiter_ids() -> None:
 def test_original_backend_explains_the_environment_it_needs() -> None:
     with pytest.raises(OriginalBackendUnavailableError, match=r"torchvision==0\.29\.1"):
         import_original()
+
+
+def test_transformers_directory_loads_strictly(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_test_config())
+    model.save_pretrained(tmp_path)
+    loaded = load_model(tiny_test_config(), tmp_path)
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    del state["model.level_embed"]
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointMismatchError, match=r"model\.level_embed"):
+        load_model(tiny_test_config(), tmp_path)

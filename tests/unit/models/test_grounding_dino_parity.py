@@ -9,6 +9,7 @@ Random weights give near-tied encoder scores, so the original's top-k query sele
 import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ from autolabel.models.grounding_dino.text import encode_text
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "grounding_dino"
 
 
-def fill_module():  # type: ignore[no-untyped-def]
+def fill_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("gdino_fill", FIXTURES / "fill.py")
     assert spec is not None
     assert spec.loader is not None

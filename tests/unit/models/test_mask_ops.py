@@ -11,11 +11,12 @@ from hypothesis.extra.numpy import arrays
 from pycocotools import mask as coco_mask
 
 from autolabel.models import mask_ops
-from autolabel.models.efficientvit_sam import sam_modules  # registers bare segment_anything
 from autolabel.models.errors import InvalidInputError
 
-assert sam_modules.MaskDecoder is not None
-sam_amg = importlib.import_module("segment_anything.utils.amg")  # reference, pure numpy/torch
+# segment-anything's own helpers as the reference. Its package __init__ imports torchvision;
+# sam_modules registers the bare package first so that utils.amg (pure numpy/torch) imports.
+importlib.import_module("autolabel.models.efficientvit_sam.sam_modules")
+sam_amg = importlib.import_module("segment_anything.utils.amg")
 
 
 def test_point_grid_is_cell_centres_row_major() -> None:
@@ -88,10 +89,7 @@ def test_boxes_equal_pycocotools_bbox(masks: np.ndarray) -> None:
 def test_box_iou_hand_made() -> None:
     a = torch.tensor([[0, 0, 10, 10], [0, 0, 0, 0]])
     b = torch.tensor([[5, 0, 15, 10], [20, 20, 30, 30]])
-    torch.testing.assert_close(
-        box_iou := mask_ops.box_iou(a, b), torch.tensor([[1 / 3, 0], [0, 0]])
-    )
-    assert box_iou.shape == (2, 2)
+    torch.testing.assert_close(mask_ops.box_iou(a, b), torch.tensor([[1 / 3, 0], [0, 0]]))
 
 
 BOXES = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9]])

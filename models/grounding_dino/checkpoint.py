@@ -56,7 +56,14 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: StateDict, what: 
     Raises:
         CheckpointMismatchError: Names the first 10 keys of each kind.
     """
-    expected = model.state_dict()
+    check_state_dict(model.state_dict(), state_dict, what)
+    model.load_state_dict(state_dict, strict=False)
+
+
+def check_state_dict(expected: StateDict, state_dict: StateDict, what: str) -> None:
+    """Raise CheckpointMismatchError unless `state_dict` has exactly the keys and shapes of
+    `expected` (a model's state dict; tensors may be on the meta device), up to
+    `IGNORED_MISSING`."""
     missing = [
         k for k in expected if k not in state_dict and not any(p.search(k) for p in IGNORED_MISSING)
     ]
@@ -67,7 +74,6 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: StateDict, what: 
         if k in expected and v.shape != expected[k].shape
     ]
     _mismatch(what, missing, unexpected, shapes)
-    model.load_state_dict(state_dict, strict=False)
 
 
 def check_sha256(path: Path, expected: str | None) -> None:

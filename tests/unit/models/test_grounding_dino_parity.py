@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, GroundingDinoConfig
+from transformers import BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection
 
 from autolabel.models.grounding_dino import (
     build_model,
@@ -22,8 +22,10 @@ from autolabel.models.grounding_dino import (
     load_model,
     load_state_dict_strict,
     save_state_dict,
+    swinb_config,
     swint_ogc_config,
 )
+from autolabel.models.grounding_dino.checkpoint import check_state_dict
 from autolabel.models.grounding_dino.forward import image_forward
 from autolabel.models.grounding_dino.text import encode_text
 
@@ -94,6 +96,20 @@ def test_converted_weights_reproduce_the_original(variant: str, config) -> None:
     torch.testing.assert_close(boxes, torch.from_numpy(ref["pred_boxes"]), rtol=0, atol=1e-4)
     torch.testing.assert_close(logits, expected_logits, rtol=0, atol=1e-3)
     torch.testing.assert_close(logits.sigmoid(), expected_logits.sigmoid(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("variant", "config"),
+    [("small", small_config), ("swint_ogc", swint_ogc_config), ("swinb_cogcoor", swinb_config)],
+)
+def test_converter_maps_every_original_key_to_the_right_shape(variant: str, config) -> None:  # type: ignore[no-untyped-def]
+    keys = json.loads((FIXTURES / f"keys_{variant}.json").read_text())
+    original = {name: torch.empty(shape, device="meta") for name, shape, _ in keys}
+    with torch.device("meta"):
+        model = GroundingDinoForObjectDetection(config())
+    converted = convert_original_state_dict(original)
+    check_state_dict(model.state_dict(), converted, variant)  # raises on any mismatch
+    assert len(converted) == len(model.state_dict()) - 2  # all but the unused swin.layernorm
 
 
 def test_swint_ogc_builds_offline_and_strictly_reloads_its_own_state() -> None:

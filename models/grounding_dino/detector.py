@@ -87,6 +87,13 @@ class GroundingDinoDetector:
         options: RuntimeOptions | None = None,
     ) -> None:
         self.options = options or RuntimeOptions()
+        device = torch.device(self.options.device)
+        if (
+            self.options.precision == "bfloat16"
+            and device.type == "cuda"
+            and not torch.cuda.is_bf16_supported()
+        ):
+            raise InvalidInputError(f"expected a device with bfloat16 support, got {device}")
         self.config = config or DetectionConfig()
         model.train(False)
         self.model = model

@@ -216,6 +216,34 @@ def test_chunked_decoding_equals_one_call(model: torch.nn.Module, images: list[n
     np.testing.assert_array_equal(one_call.boxes_xyxy_px, np.clip(boxes, 0, [64, 48, 64, 48]))
 
 
+@pytest.mark.parametrize("multimask_output", [False, True])
+def test_shared_image_decoding_equals_segment_anything(
+    model: torch.nn.Module, images: list[np.ndarray], multimask_output: bool
+) -> None:
+    embedding = encode_images(model, images[:1])[0].embedding
+    boxes = torch.tensor([[10.0, 20.0, 400.0, 500.0], [0.0, 0.0, 1000.0, 700.0]])
+    points = (torch.tensor([[[100.0, 200.0]], [[600.0, 300.0]]]), torch.tensor([[1], [0]]))
+    with torch.inference_mode():
+        got = model.decode(
+            embedding,
+            points=points,
+            boxes=boxes,
+            mask_input=None,
+            multimask_output=multimask_output,
+        )
+        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=None)
+        expected = model.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+    for g, e in zip(got, expected, strict=True):
+        assert g.shape == e.shape
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-5)
+
+
 def test_batch_rejects_bad_boxes_before_encoding(
     model: torch.nn.Module, images: list[np.ndarray]
 ) -> None:

@@ -7,6 +7,7 @@ own coordinates (red = x, green = y), so the fake knows where a crop lies in the
 
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +61,8 @@ class FakePredictor:
     calls: int = 0
     seen_points_image_frame: list[tuple[float, float]] = field(default_factory=list)
     image: npt.NDArray[np.uint8] | None = None
+    # segment-anything's generator reads predictor.model.mask_threshold.
+    model: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(mask_threshold=0.0))
 
     @property
     def transform(self) -> _Transform:

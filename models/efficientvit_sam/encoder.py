@@ -16,10 +16,15 @@ class LayerNorm2d(nn.LayerNorm):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        """Normalise (B, C, H, W) over C."""
+        """Normalise (B, C, H, W) over C (in float32 for half inputs, cast back)."""
+        dtype = x.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
         out = x - torch.mean(x, dim=1, keepdim=True)
         out = out / torch.sqrt(torch.square(out).mean(dim=1, keepdim=True) + self.eps)
-        return out * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        weight, bias = self.weight.float(), self.bias.float()
+        out = out * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+        return out.to(dtype)
 
 
 class EfficientViTSamImageEncoder(nn.Module):

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from _official_reference import (
     DTYPES,
+    TREE_ENV,
     fingerprint,
     make_inputs,
     measure,
@@ -166,7 +167,11 @@ def _alternate_rounds(
         ours = _best(ours, _run_json([sys.executable, __file__, "--worker", *flags, *_extra(args)]))
         if official_python is not None:
             script = str(BENCH / "_official_reference.py")
-            official = _best(official, _run_json([official_python, script, *flags]))
+            result = _run_json([official_python, script, *flags])
+            if result is not None and not result.get("available", False):
+                print(f"note: official model not loadable for {variant}; reporting ours only")
+                result = None
+            official = _best(official, result)
     return ours, official
 
 
@@ -185,8 +190,11 @@ def _official_python(args: argparse.Namespace) -> str | None:
     if args.no_official:
         return None
     python = args.official_python or os.environ.get(PYTHON_ENV) or str(DEFAULT_PYTHON)
-    if official_tree() is None or not Path(python).is_file():
-        print(f"note: official implementation not set up ({python}); reporting ours only")
+    if official_tree() is None:
+        print(f"note: official tree not found (set {TREE_ENV}); reporting ours only")
+        return None
+    if not Path(python).is_file():
+        print(f"note: no Python for the official model at {python} (set {PYTHON_ENV})")
         return None
     return python
 

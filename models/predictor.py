@@ -20,7 +20,11 @@ from autolabel.models.efficientvit_sam.inference import (
     model_device,
 )
 from autolabel.models.efficientvit_sam.sam import LOW_RES_MASK_SIZE, EfficientViTSam
-from autolabel.models.efficientvit_sam.validation import check_boxes, check_points
+from autolabel.models.efficientvit_sam.validation import (
+    check_boxes,
+    check_points,
+    check_torch_prompts,
+)
 from autolabel.models.errors import ImageNotSetError, InvalidInputError
 from autolabel.models.transforms import PromptTransform, postprocess_masks
 from autolabel.models.types import ImageEmbedding
@@ -192,11 +196,7 @@ class SamPredictor:
             masks (B, C, H, W) bool (or float logits), iou_predictions (B, C), low_res_logits
             (B, C, 256, 256), on the model's device.
         """
-        for name, value in (("point_coords", point_coords), ("boxes", boxes)):
-            if value is not None and not bool(torch.isfinite(value).all()):
-                raise InvalidInputError(f"expected finite {name}, got NaN or inf")
-        if boxes is not None and (boxes.dim() != 2 or boxes.shape[-1] != 4 or len(boxes) == 0):
-            raise InvalidInputError(f"expected (B, 4) boxes with B >= 1, got {tuple(boxes.shape)}")
+        check_torch_prompts(point_coords, point_labels, boxes, mask_input)
         return self._predict_torch(
             self._current(),
             point_coords,

@@ -11,6 +11,8 @@ Rules (also documented on `SamPredictor.predict` and `segment_boxes_batch`):
 
 import numpy as np
 import numpy.typing as npt
+import torch
+from torch import Tensor
 
 from autolabel.models.errors import InvalidInputError
 
@@ -89,3 +91,50 @@ def check_points(
     if not np.all(np.isin(labels_f, (-1.0, 0.0, 1.0))):
         raise InvalidInputError(f"expected labels in {{-1, 0, 1}}, got {labels_f.tolist()}")
     return coords, labels_f.astype(np.int64)
+
+
+def _shape_error(name: str, expected: str, value: Tensor) -> InvalidInputError:
+    return InvalidInputError(f"expected {name} of shape {expected}, got {tuple(value.shape)}")
+
+
+def _point_batch(point_coords: Tensor, point_labels: Tensor | None) -> int:
+    if point_labels is None:
+        raise InvalidInputError("expected point_labels with point_coords, got None")
+    if point_coords.dim() != 3 or point_coords.shape[-1] != 2:
+        raise _shape_error("point_coords", "(B, N, 2)", point_coords)
+    if tuple(point_labels.shape) != tuple(point_coords.shape[:2]):
+        raise _shape_error("point_labels", str(tuple(point_coords.shape[:2])), point_labels)
+    return int(point_coords.shape[0])
+
+
+def check_torch_prompts(
+    point_coords: Tensor | None,
+    point_labels: Tensor | None,
+    boxes: Tensor | None,
+    mask_input: Tensor | None,
+) -> None:
+    """Validate batched prompt tensors already in the 1024 prompt frame (`predict_torch`).
+
+    Expected: point_coords (B, N, 2) with point_labels (B, N); boxes (B, 4) with B >= 1;
+    mask_input (B, 1, 256, 256); all finite and with the same B.
+
+    Raises:
+        InvalidInputError: a malformed prompt, with the expected and received shapes.
+    """
+    batch: dict[str, int] = {}
+    if point_coords is not None:
+        batch["point_coords"] = _point_batch(point_coords, point_labels)
+    if boxes is not None:
+        if boxes.dim() != 2 or boxes.shape[-1] != 4 or boxes.shape[0] == 0:
+            raise _shape_error("boxes", "(B, 4) with B >= 1", boxes)
+        batch["boxes"] = int(boxes.shape[0])
+    if mask_input is not None:
+        if mask_input.dim() != 4 or tuple(mask_input.shape[1:]) != (1, 256, 256):
+            raise _shape_error("mask_input", "(B, 1, 256, 256)", mask_input)
+        batch["mask_input"] = int(mask_input.shape[0])
+    named = {"point_coords": point_coords, "boxes": boxes, "mask_input": mask_input}
+    for name, value in named.items():
+        if value is not None and not bool(torch.isfinite(value).all()):
+            raise InvalidInputError(f"expected finite {name}, got NaN or inf")
+    if len(set(batch.values())) > 1:
+        raise InvalidInputError(f"expected one batch size B for all prompts, got {batch}")

@@ -140,11 +140,21 @@ def test_bad_prompts_raise(predictor: SamPredictor, kwargs: dict[str, object], m
         predictor.predict(**kwargs)  # type: ignore[arg-type]
 
 
-def test_predict_torch_rejects_nan_and_empty_boxes(predictor: SamPredictor) -> None:
+def test_predict_torch_rejects_malformed_prompts(predictor: SamPredictor) -> None:
     with pytest.raises(InvalidInputError, match="finite"):
         predictor.predict_torch(None, None, boxes=torch.tensor([[0.0, 0.0, float("nan"), 4.0]]))
     with pytest.raises(InvalidInputError, match="B >= 1"):
         predictor.predict_torch(None, None, boxes=torch.zeros(0, 4))
+    with pytest.raises(InvalidInputError, match=r"\(B, N, 2\)"):
+        predictor.predict_torch(torch.zeros(3, 2), torch.ones(3))
+    with pytest.raises(InvalidInputError, match="point_labels of shape"):
+        predictor.predict_torch(torch.zeros(3, 1, 2), torch.ones(3))
+    with pytest.raises(InvalidInputError, match="one batch size"):
+        predictor.predict_torch(torch.zeros(3, 1, 2), torch.ones(3, 1), boxes=torch.ones(2, 4))
+    with pytest.raises(InvalidInputError, match="mask_input of shape"):
+        predictor.predict_torch(
+            None, None, boxes=torch.ones(1, 4), mask_input=torch.zeros(1, 64, 64)
+        )
 
 
 def test_box_sticking_out_is_clipped(predictor: SamPredictor) -> None:

@@ -98,15 +98,25 @@ def onnx_rows(model: Any, settings: dict[str, Any]) -> list[dict[str, Any]]:
             start = time.perf_counter()
             export_onnx(cpu_model, path, text=cpu_text, batch_size=batch, image_hw=settings["hw"])
             export_s = time.perf_counter() - start
-            runner = OnnxImageSide(path, providers=providers)
+            runner = OnnxImageSide(path, providers=providers, threads=torch.get_num_threads())
             rng = np.random.default_rng(0)
             pixels = rng.standard_normal((batch, 3, *settings["hw"])).astype(np.float32)
             seconds = time_call(partial(runner, pixels, cpu_text), 1, settings["repeats"], False)
+            _, onnx_boxes = runner(pixels, cpu_text)
+            with torch.inference_mode():
+                _, boxes = image_forward(cpu_model, torch.from_numpy(pixels), cpu_text)
             rows.append(
                 row("onnxruntime", runner.session.get_providers()[0], "float32", batch, seconds)
-                | {"export_s": round(export_s, 1)}
+                | {
+                    "export_s": round(export_s, 1),
+                    "max_box_diff_vs_torch": float(np.abs(onnx_boxes - boxes.numpy()).max()),
+                }
             )
-            print(format_row(rows[-1]), flush=True)
+            print(
+                f"{format_row(rows[-1])}  (export {export_s:.0f} s, "
+                f"max box diff vs torch {rows[-1]['max_box_diff_vs_torch']:.1e})",
+                flush=True,
+            )
     return rows
 
 

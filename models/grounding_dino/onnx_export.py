@@ -91,10 +91,14 @@ def export_onnx(
 class OnnxImageSide:
     """Runs an exported image side in ONNX Runtime."""
 
-    def __init__(self, path: Path, providers: list[str] | None = None) -> None:
+    def __init__(
+        self, path: Path, providers: list[str] | None = None, threads: int | None = None
+    ) -> None:
         import onnxruntime  # type: ignore[import-untyped]
 
         options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(
             str(path), options, providers=providers or ["CPUExecutionProvider"]
         )

@@ -76,7 +76,7 @@ def prepare_for_inference(
     device: torch.device | str = "cpu",
     dtype: str | torch.dtype = "fp32",
     fold_bn: bool = True,
-    channels_last: bool = False,
+    channels_last: bool = True,
     compile_encoder: bool = False,
 ) -> EfficientViTSam:
     """A copy of `model` ready for fast inference; the input model is not modified.
@@ -87,7 +87,10 @@ def prepare_for_inference(
         dtype: Image-encoder precision: "fp32", "bf16" or "fp16" (CUDA only). The prompt encoder
             and mask decoder stay in float32.
         fold_bn: Fold encoder BatchNorms into their convs (`optimize_for_inference`).
-        channels_last: Store encoder weights (and inputs) in channels_last memory format.
+        channels_last: Store encoder 4-D weights in channels_last memory format
+            (`encode_images` then feeds channels_last inputs). With `fold_bn` this is the
+            fastest eager CPU path measured here (2 threads: L0 ~1.4x, XL0 ~1.4x the plain
+            model, within 5e-6 of its embedding).
         compile_encoder: Wrap the image encoder's forward with `torch.compile`.
 
     Returns:

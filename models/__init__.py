@@ -10,14 +10,14 @@ submodules do not pay for importing torch):
   `segment_boxes(model, embedding, boxes)`, `segment_boxes_batch(model, images, boxes)`
 - `ImageEmbedding`, `MaskSet`
 - `prepare_for_inference(model, ...)`, `optimize_for_inference(model)`
-- `load_checkpoint(model, path, ...)`
+- `load_checkpoint(model, path, ...)`, `save_checkpoint(model, path, model_name=..., meta=...)`
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from autolabel.models.checkpoints import load_checkpoint
+    from autolabel.models.checkpoints import load_checkpoint, save_checkpoint
     from autolabel.models.efficientvit_sam.inference import (
         decode_prompts,
         encode_images,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "load_checkpoint": "autolabel.models.checkpoints",
+    "save_checkpoint": "autolabel.models.checkpoints",
     "decode_prompts": "autolabel.models.efficientvit_sam.inference",
     "encode_images": "autolabel.models.efficientvit_sam.inference",
     "segment_boxes": "autolabel.models.efficientvit_sam.inference",
@@ -73,6 +74,7 @@ __all__ = [
     "load_checkpoint",
     "optimize_for_inference",
     "prepare_for_inference",
+    "save_checkpoint",
     "segment_boxes",
     "segment_boxes_batch",
 ]

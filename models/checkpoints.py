@@ -155,3 +155,30 @@ def load_checkpoint(
     check_state_dict(model, state_dict, source=str(path))
     model.load_state_dict(state_dict, strict=True)
     return checkpoint
+
+
+def save_checkpoint(
+    model: nn.Module, path: Path, *, model_name: str, meta: Mapping[str, Any] | None = None
+) -> Path:
+    """Save retrained weights as `{"model": state_dict, "spec": {"name": ...}, "meta": ...}`.
+
+    The file loads back with `load_checkpoint` / `build_model(model_name, path)` (which checks
+    the recorded name). It is written to `<path>.tmp` and renamed, so readers never see a partial
+    file. Save from the unfolded model (not `prepare_for_inference`'s copy), whose keys match.
+
+    Args:
+        model: The model whose `state_dict()` is saved (moved to CPU).
+        path: Destination file.
+        model_name: Registry name of the architecture, e.g. "efficientvit-sam-l0".
+        meta: JSON-like metadata (str, int, float, bool, lists, dicts) loadable with
+            `weights_only=True`.
+
+    Returns:
+        `path`.
+    """
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"model": state_dict, "spec": {"name": model_name}, "meta": dict(meta or {})}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from autolabel.models.checkpoints import load_checkpoint
+from autolabel.models.checkpoints import load_checkpoint, save_checkpoint
 from autolabel.models.errors import (
     CheckpointError,
     CheckpointMismatchError,
@@ -151,3 +151,18 @@ def test_unknown_model_lists_sorted_names() -> None:
     names = sorted([*MODEL_SPECS, TEST_MODEL])
     assert str(names) in str(info.value)
     assert isinstance(info.value, LookupError)
+
+
+def test_save_checkpoint_round_trips_with_meta(
+    tmp_path: Path, state_dict: dict[str, torch.Tensor]
+) -> None:
+    model = get_spec(TEST_MODEL).build()
+    model.load_state_dict(state_dict)
+    path = save_checkpoint(model, tmp_path / "r.pt", model_name=TEST_MODEL, meta={"epoch": 2})
+    assert not (tmp_path / "r.pt.tmp").exists()
+    fresh = get_spec(TEST_MODEL).build()
+    checkpoint = load_checkpoint(fresh, path, expected_name=TEST_MODEL)
+    assert checkpoint["meta"] == {"epoch": 2}
+    assert_same_weights(fresh, state_dict)
+    with pytest.raises(CheckpointMismatchError, match="efficientvit-sam-l0"):
+        load_checkpoint(fresh, path, expected_name="efficientvit-sam-l0")

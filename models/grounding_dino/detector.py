@@ -28,6 +28,7 @@ from autolabel.models.errors import InvalidInputError
 from autolabel.models.grounding_dino.checkpoint import load_model, use_tokenizer_specials
 from autolabel.models.grounding_dino.config import DetectorSpec, get_spec
 from autolabel.models.grounding_dino.forward import image_forward
+from autolabel.models.grounding_dino.onnx_export import OnnxBucketSessions
 from autolabel.models.grounding_dino.postprocess import chunk_candidates
 from autolabel.models.grounding_dino.preprocess import (
     check_image,
@@ -37,6 +38,7 @@ from autolabel.models.grounding_dino.preprocess import (
 )
 from autolabel.models.grounding_dino.text import (
     TextFeatureCache,
+    TextFeatures,
     load_tokenizer,
     phrase_encoder,
     token_layout,
@@ -54,6 +56,9 @@ class RuntimeOptions:
     Attributes:
         device: Torch device string, e.g. "cpu" or "cuda:0".
         precision: "float32", or autocast "bfloat16" / "float16" (fp16 on CUDA only).
+        backend: "torch", or "onnxruntime": the image side exported per shape bucket into
+            `onnx_dir` on first use (float32, CPU provider; batches padded to max_batch_size).
+        onnx_dir: Directory for the exported buckets (required for "onnxruntime").
         max_batch_size: Most images of one shape bucket per forward pass.
         min_size: Short side after resizing.
         max_size: Cap on the long side after resizing.
@@ -61,6 +66,8 @@ class RuntimeOptions:
 
     device: str = "cpu"
     precision: Precision = "float32"
+    backend: Literal["torch", "onnxruntime"] = "torch"
+    onnx_dir: Path | None = None
     max_batch_size: int = 4
     min_size: int = 800
     max_size: int = 1333
@@ -72,6 +79,15 @@ class RuntimeOptions:
             )
         if self.precision == "float16" and not self.device.startswith("cuda"):
             raise InvalidInputError(f"expected a CUDA device for float16, got {self.device!r}")
+        if self.backend == "onnxruntime" and (
+            self.onnx_dir is None or self.precision != "float32" or self.device != "cpu"
+        ):
+            raise InvalidInputError(
+                "expected onnx_dir, float32 and device 'cpu' for the onnxruntime backend, got "
+                f"{self.onnx_dir}, {self.precision}, {self.device!r}"
+            )
+        if self.backend not in ("torch", "onnxruntime"):
+            raise InvalidInputError(f"expected backend torch or onnxruntime, got {self.backend!r}")
         if self.max_batch_size < 1:
             raise InvalidInputError(f"expected max_batch_size >= 1, got {self.max_batch_size}")
 
@@ -102,6 +118,9 @@ class GroundingDinoDetector:
         use_tokenizer_specials(self.model, tokenizer)
         self.layout = token_layout(tokenizer, model.config.max_text_len)
         self.text_cache = TextFeatureCache(self.model)
+        self.onnx: OnnxBucketSessions | None = None
+        if self.options.backend == "onnxruntime" and self.options.onnx_dir is not None:
+            self.onnx = OnnxBucketSessions(self.model, self.options.onnx_dir)
 
     def chunks(self, prompt: PromptSet) -> list[PromptChunk]:
         """The prompt's captions, each within the token limit."""
@@ -111,12 +130,26 @@ class GroundingDinoDetector:
         self, pixel_values: torch.Tensor, chunk: PromptChunk
     ) -> tuple[torch.Tensor, torch.Tensor]:
         text = self.text_cache.get(chunk.input_ids)
+        if self.onnx is not None:
+            return self._forward_onnx(pixel_values, text)
         device = torch.device(self.options.device)
         dtype = _AUTOCAST.get(self.options.precision)
         autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
         with torch.inference_mode(), autocast:
             logits, boxes = image_forward(self.model, pixel_values.to(device), text)
         return logits.float().cpu(), boxes.float().cpu()
+
+    def _forward_onnx(
+        self, pixel_values: torch.Tensor, text: TextFeatures
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad the batch to max_batch_size (one export per bucket) and run ONNX Runtime."""
+        if self.onnx is None:
+            raise InvalidInputError("expected the onnxruntime backend to be configured")
+        count = pixel_values.shape[0]
+        padding = pixel_values[-1:].expand(self.options.max_batch_size - count, -1, -1, -1)
+        padded = torch.cat([pixel_values, padding]).numpy()
+        logits, boxes = self.onnx(padded, text)
+        return torch.from_numpy(logits[:count]), torch.from_numpy(boxes[:count])
 
     def detect(
         self, images: Sequence[npt.NDArray[np.uint8]], prompt: PromptSet

@@ -128,3 +128,36 @@ class OnnxImageSide:
         }
         logits, boxes = self.session.run(list(OUTPUT_NAMES), feeds)
         return cast(npt.NDArray[np.float32], logits), cast(npt.NDArray[np.float32], boxes)
+
+
+class OnnxBucketSessions:
+    """ONNX Runtime sessions of one model, exported on first use per (batch, H, W, T) bucket.
+
+    Each export of SwinT-OGC takes tens of seconds, so callers keep the batch size fixed (pad a
+    short last batch) and reuse this object across calls; the files live in `directory`.
+    """
+
+    def __init__(
+        self,
+        model: GroundingDinoForObjectDetection,
+        directory: Path,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self._model = model
+        self._directory = directory
+        self._providers = providers
+        self._threads = threads
+        self._sessions: dict[tuple[int, int, int, int], OnnxImageSide] = {}
+
+    def __call__(
+        self, pixel_values: npt.NDArray[np.float32], text: TextFeatures
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """(B, Q, T) logits and (B, Q, 4) boxes, exporting this bucket first if needed."""
+        batch, _, height, width = pixel_values.shape
+        key = (int(batch), int(height), int(width), int(text.position_ids.shape[1]))
+        if key not in self._sessions:
+            path = self._directory / "gdino_b{}_{}x{}_t{}.onnx".format(*key)
+            export_onnx(self._model, path, text=text, batch_size=key[0], image_hw=key[1:3])
+            self._sessions[key] = OnnxImageSide(path, self._providers, self._threads)
+        return self._sessions[key](pixel_values, text)

@@ -7,6 +7,7 @@ For explicit state, use `for_image(image)` (an immutable `ImageEmbedding`) with
 """
 
 import threading
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +30,7 @@ from autolabel.models.errors import ImageNotSetError, InvalidInputError
 from autolabel.models.transforms import PromptTransform, postprocess_masks
 from autolabel.models.types import ImageEmbedding
 
-Prediction = tuple[npt.NDArray[np.generic], npt.NDArray[np.float32], npt.NDArray[np.float32]]
+Prediction = tuple[npt.NDArray[Any], npt.NDArray[np.float32], npt.NDArray[np.float32]]
 
 
 class SamPredictor:

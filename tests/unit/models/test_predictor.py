@@ -13,8 +13,9 @@ from autolabel.models.efficientvit_sam.inference import (
     segment_boxes,
     segment_boxes_batch,
 )
+from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import ImageNotSetError, InvalidInputError
-from autolabel.models.predictor import SamPredictor
+from autolabel.models.predictor import Prediction, SamPredictor
 from autolabel.models.registry import build_model
 
 
@@ -28,7 +29,7 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
+def model() -> EfficientViTSam:
     torch.manual_seed(0)
     return build_model("efficientvit-sam-test")
 
@@ -41,7 +42,7 @@ def images() -> list[np.ndarray]:
 
 
 @pytest.fixture
-def predictor(model: torch.nn.Module, images: list[np.ndarray]) -> SamPredictor:
+def predictor(model: EfficientViTSam, images: list[np.ndarray]) -> SamPredictor:
     predictor = SamPredictor(model)
     predictor.set_image(images[0])
     return predictor
@@ -76,7 +77,7 @@ def test_reset_and_thread_local_state(predictor: SamPredictor) -> None:
 
 
 def test_grayscale_is_converted_and_bgr_is_flipped(
-    model: torch.nn.Module, images: list[np.ndarray]
+    model: EfficientViTSam, images: list[np.ndarray]
 ) -> None:
     predictor = SamPredictor(model)
     gray = images[0][:, :, 0]
@@ -101,7 +102,7 @@ def test_grayscale_is_converted_and_bgr_is_flipped(
     ],
     ids=["float", "rgba", "rank4", "empty", "list"],
 )
-def test_bad_images_raise(model: torch.nn.Module, image: object, match: str) -> None:
+def test_bad_images_raise(model: EfficientViTSam, image: object, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         SamPredictor(model).set_image(image)  # type: ignore[arg-type]
 
@@ -165,7 +166,7 @@ def test_box_sticking_out_is_clipped(predictor: SamPredictor) -> None:
 
 
 def test_batched_api_equals_per_image_predict(
-    model: torch.nn.Module, images: list[np.ndarray]
+    model: EfficientViTSam, images: list[np.ndarray]
 ) -> None:
     boxes = [
         np.array([[5.0, 6.0, 40.0, 30.0], [0.0, 0.0, 63.0, 47.0]]),
@@ -186,7 +187,7 @@ def test_batched_api_equals_per_image_predict(
 
 
 def test_mask_set_is_rle_ready_without_copies(
-    model: torch.nn.Module, images: list[np.ndarray]
+    model: EfficientViTSam, images: list[np.ndarray]
 ) -> None:
     boxes = np.array([[5.0, 6.0, 40.0, 30.0], [0.0, 0.0, 63.0, 47.0]])
     result = segment_boxes(model, encode_images(model, images[:1])[0], boxes)
@@ -201,7 +202,7 @@ def test_mask_set_is_rle_ready_without_copies(
 
 
 def test_multimask_output_keeps_the_best_iou_mask(
-    model: torch.nn.Module, images: list[np.ndarray]
+    model: EfficientViTSam, images: list[np.ndarray]
 ) -> None:
     embedding = encode_images(model, images[:1])[0]
     result = segment_boxes(model, embedding, BOX[None], multimask_output=True)
@@ -213,7 +214,7 @@ def test_multimask_output_keeps_the_best_iou_mask(
     np.testing.assert_array_equal(result.masks[0], masks[best])
 
 
-def test_chunked_decoding_equals_one_call(model: torch.nn.Module, images: list[np.ndarray]) -> None:
+def test_chunked_decoding_equals_one_call(model: EfficientViTSam, images: list[np.ndarray]) -> None:
     rng = np.random.default_rng(3)
     corners = rng.uniform(0, 40, (20, 2))
     boxes = np.concatenate([corners, corners + rng.uniform(1, 24, (20, 2))], axis=1)
@@ -228,7 +229,7 @@ def test_chunked_decoding_equals_one_call(model: torch.nn.Module, images: list[n
 
 @pytest.mark.parametrize("multimask_output", [False, True])
 def test_shared_image_decoding_equals_segment_anything(
-    model: torch.nn.Module, images: list[np.ndarray], multimask_output: bool
+    model: EfficientViTSam, images: list[np.ndarray], multimask_output: bool
 ) -> None:
     embedding = encode_images(model, images[:1])[0].embedding
     boxes = torch.tensor([[10.0, 20.0, 400.0, 500.0], [0.0, 0.0, 1000.0, 700.0]])
@@ -255,7 +256,7 @@ def test_shared_image_decoding_equals_segment_anything(
 
 
 def test_batch_rejects_bad_boxes_before_encoding(
-    model: torch.nn.Module, images: list[np.ndarray]
+    model: EfficientViTSam, images: list[np.ndarray]
 ) -> None:
     boxes = [BOX[None], np.array([[10.0, 10.0, 5.0, 20.0]]), BOX[None]]
     with pytest.raises(InvalidInputError, match="image 1"):
@@ -265,7 +266,7 @@ def test_batch_rejects_bad_boxes_before_encoding(
 
 
 def test_threads_sharing_one_predictor_get_their_own_results(
-    model: torch.nn.Module, images: list[np.ndarray]
+    model: EfficientViTSam, images: list[np.ndarray]
 ) -> None:
     shared = SamPredictor(model)
     expected = []
@@ -273,7 +274,7 @@ def test_threads_sharing_one_predictor_get_their_own_results(
         shared.set_image(image)
         expected.append(shared.predict(box=[1.0, 2.0, 30.0, 40.0], multimask_output=True))
     shared.reset_image()
-    results: dict[int, list[tuple[np.ndarray, ...]]] = {}
+    results: dict[int, list[Prediction]] = {}
     barrier = threading.Barrier(len(images))
 
     def work(index: int) -> None:
@@ -281,8 +282,7 @@ def test_threads_sharing_one_predictor_get_their_own_results(
         outs = []
         for _ in range(3):
             shared.set_image(images[index])
-            barrier_free = shared.predict(box=[1.0, 2.0, 30.0, 40.0], multimask_output=True)
-            outs.append(barrier_free)
+            outs.append(shared.predict(box=[1.0, 2.0, 30.0, 40.0], multimask_output=True))
         results[index] = outs
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]

@@ -58,6 +58,18 @@ class PromptSet:
     phrases: tuple[str, ...]
     phrase_category: tuple[int, ...]
 
+    def __post_init__(self) -> None:
+        if not self.phrases or len(self.phrases) != len(self.phrase_category):
+            raise InvalidInputError(
+                f"expected one category index per phrase and at least one phrase, got "
+                f"{len(self.phrases)} phrases and {len(self.phrase_category)} indices"
+            )
+        if not all(0 <= c < len(self.categories) for c in self.phrase_category):
+            raise InvalidInputError(
+                f"expected category indices in [0, {len(self.categories)}), "
+                f"got {list(self.phrase_category)}"
+            )
+
     @classmethod
     def from_categories(
         cls, categories: Sequence[str] | Mapping[str, Sequence[str]]

@@ -109,3 +109,10 @@ def test_phrase_longer_than_the_limit_is_an_error() -> None:
         chunk_prompt(prompt, encode, layout)
     ok = chunk_prompt(PromptSet.from_categories(["a b c d e", "cat"]), encode, layout)
     assert [c.phrase_indices for c in ok] == [(0,), (1,)]
+
+
+def test_inconsistent_prompt_set_is_rejected() -> None:
+    with pytest.raises(InvalidInputError, match="one category index per phrase"):
+        PromptSet(("cat",), ("cat", "kitten"), (0,))
+    with pytest.raises(InvalidInputError, match="category indices"):
+        PromptSet(("cat",), ("cat",), (1,))

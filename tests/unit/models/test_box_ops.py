@@ -1,5 +1,7 @@
 """Box conversions, IoU, NMS and cross-category duplicates."""
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -76,3 +78,27 @@ def test_cross_category_duplicates_points_at_the_better_box_of_another_category(
     # box 1 (cat 1) leads; box 0 (cat 0) duplicates it; box 2 has box 1's category and box 0
     # is no leader, so box 2 leads on its own (same-category overlap is NMS's job)
     assert dup.tolist() == [1, -1, -1, -1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 50), st.floats(0, 50), st.floats(1, 30), st.floats(1, 30), st.floats(0, 1)
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    st.floats(0.1, 0.9),
+)
+def test_nms_keeps_no_overlapping_pair_and_explains_every_suppression(
+    rows: list[tuple[float, float, float, float, float]], threshold: float
+) -> None:
+    boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h, _ in rows], dtype=torch.float64)
+    scores = torch.tensor([s for *_, s in rows], dtype=torch.float64)
+    kept = nms(boxes, scores, threshold).tolist()
+    iou = box_iou(boxes, boxes)
+    for i, j in itertools.combinations(kept, 2):
+        assert iou[i, j] <= threshold
+    for index in set(range(len(rows))) - set(kept):
+        assert any(iou[k, index] > threshold and scores[k] >= scores[index] for k in kept)

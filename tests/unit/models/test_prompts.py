@@ -1,8 +1,11 @@
 """Prompt parsing, synonym mapping and caption chunking with the real bert-base-uncased vocab."""
 
+import itertools
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import BertTokenizer
 
 from autolabel.models.errors import InvalidInputError
@@ -116,3 +119,26 @@ def test_inconsistent_prompt_set_is_rejected() -> None:
         PromptSet(("cat",), ("cat", "kitten"), (0,))
     with pytest.raises(InvalidInputError, match="category indices"):
         PromptSet(("cat",), ("cat",), (1,))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 12), min_size=1, max_size=40),
+    limit=st.integers(16, 64),
+)
+def test_chunks_cover_every_phrase_once_within_the_limit(lengths: list[int], limit: int) -> None:
+    prompt = PromptSet.from_categories([f"p{i}" for i in range(len(lengths))])
+    layout = TokenLayout(cls_id=101, sep_id=102, dot_id=1012, max_tokens=limit)
+
+    def encode(phrase: str) -> list[int]:
+        return [5] * lengths[int(phrase[1:])]
+
+    chunks = chunk_prompt(prompt, encode, layout)
+    assert [i for c in chunks for i in c.phrase_indices] == list(range(len(lengths)))
+    for chunk in chunks:
+        assert len(chunk.input_ids) <= limit
+        for index, (start, end) in zip(chunk.phrase_indices, chunk.spans, strict=True):
+            assert end - start == lengths[index]
+            assert chunk.input_ids[end] == 1012
+    for first, second in itertools.pairwise(chunks):  # greedy: the next phrase did not fit
+        assert len(first.input_ids) + lengths[second.phrase_indices[0]] + 1 > limit

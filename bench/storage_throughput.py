@@ -30,21 +30,23 @@ import numpy as np
 import psycopg
 from sqlalchemy import delete
 
-from autolabel.storage.db.bulk import write_annotations
+from autolabel.storage.db.bulk import write_annotations, write_image_batch
 from autolabel.storage.db.coco_io import export_coco
 from autolabel.storage.db.engine import make_engine, session_scope, upgrade_to_head
-from autolabel.storage.db.records import AnnotationIn, ImageIn
+from autolabel.storage.db.records import AnnotationIn, ImageIn, ImageOutcome
 from autolabel.storage.db.repository import (
     ensure_categories,
     get_or_create_dataset,
     register_images,
 )
-from autolabel.storage.db.tables import Annotation
+from autolabel.storage.db.tables import Annotation, ResultStatus
 from autolabel.storage.rle import encode_masks, rle_areas, rle_bboxes
 
 HEIGHT, WIDTH = 480, 640
 PER_IMAGE = 10
 WORK_KEY = "f" * 64
+UPSERT_KEY = "e" * 64
+ORM_KEY = "0" * 64
 
 
 @contextmanager
@@ -125,11 +127,32 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _write(session: Any, mode: str, dataset_id: int, rows: list[AnnotationIn]) -> int:
+    """One batch through the pipeline path (write_image_batch) or the upsert path."""
+    if mode == "upsert":
+        return write_annotations(
+            session, dataset_id=dataset_id, work_key=UPSERT_KEY, run_id=None, annotations=rows
+        )
+    per_image: dict[int, list[AnnotationIn]] = {}
+    for row in rows:
+        per_image.setdefault(row.image_id, []).append(row)
+    outcomes = [
+        ImageOutcome(image_id=i, etag=f"e{i}", status=ResultStatus.DONE, annotations=tuple(anns))
+        for i, anns in per_image.items()
+    ]
+    stats = write_image_batch(
+        session, dataset_id=dataset_id, run_id=None, work_key=WORK_KEY, outcomes=outcomes
+    )
+    return stats.annotations_inserted
+
+
 def bench_bulk(
-    url: str, dataset_id: int, category_id: int, ids: list[int], batch: int
+    url: str, dataset_id: int, category_id: int, ids: list[int], batch: int, mode: str
 ) -> dict[str, Any]:
     """Insert PER_IMAGE annotations for every image, `batch` images per transaction.
 
+    `mode` "pipeline": `write_image_batch` (annotations by COPY + plain INSERT ... SELECT, plus
+    the per-image idempotency rows); "upsert": `write_annotations` with ON CONFLICT DO NOTHING.
     Besides wall time, records the CPU seconds of this process and of the PostgreSQL backend, so
     that rates can be judged on a machine shared with other work (load average printed too).
     """
@@ -142,28 +165,32 @@ def bench_bulk(
             pid = backend_pid(session)
             server0 = process_cpu_s(pid)
             t0, c0 = time.perf_counter(), time.process_time()
-            total += write_annotations(
-                session, dataset_id=dataset_id, work_key=WORK_KEY, run_id=None, annotations=rows
-            )
+            total += _write(session, mode, dataset_id, rows)
             session.commit()
             elapsed += time.perf_counter() - t0
             client_cpu += time.process_time() - c0
             server_cpu += process_cpu_s(pid) - server0
     t0 = time.perf_counter()
-    with session_scope(engine) as session:  # a retried batch: conflicts only, nothing inserted
-        retried = write_annotations(
-            session, dataset_id=dataset_id, work_key=WORK_KEY, run_id=None,
-            annotations=make_rows(ids[:batch], category_id, pool),
-        )  # fmt: skip
+    with session_scope(engine) as session:  # a retried batch: everything is skipped
+        retried = _write(session, mode, dataset_id, make_rows(ids[:batch], category_id, pool))
     retry_s = time.perf_counter() - t0
     engine.dispose()
     return {
-        "rows": total, "seconds": elapsed, "rows_per_s": total / elapsed,
+        "mode": mode, "rows": total, "seconds": elapsed, "rows_per_s": total / elapsed,
         "client_cpu_s": client_cpu, "server_cpu_s": server_cpu,
         "rows_per_cpu_s": total / (client_cpu + server_cpu) if server_cpu else None,
         "retried_batch_inserted": retried, "retried_batch_rows_per_s": batch * PER_IMAGE / retry_s,
         "load_average_1m": os.getloadavg()[0],
     }  # fmt: skip
+
+
+def drop_work_key(url: str, work_key: str) -> None:
+    """Delete the rows of a comparison run so that the export measures the pipeline rows only."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        conn.execute(delete(Annotation).where(Annotation.work_key == work_key))
+        conn.commit()
+    engine.dispose()
 
 
 def bench_orm(url: str, dataset_id: int, category_id: int, ids: list[int]) -> dict[str, Any]:
@@ -175,7 +202,7 @@ def bench_orm(url: str, dataset_id: int, category_id: int, ids: list[int]) -> di
         session.add_all(
             Annotation(
                 dataset_id=dataset_id, image_id=r.image_id, category_id=r.category_id,
-                work_key="0" * 64, instance_index=r.instance_index, bbox_x=r.bbox_xywh_px[0],
+                work_key=ORM_KEY, instance_index=r.instance_index, bbox_x=r.bbox_xywh_px[0],
                 bbox_y=r.bbox_xywh_px[1], bbox_w=r.bbox_xywh_px[2], bbox_h=r.bbox_xywh_px[3],
                 area=r.area, iscrowd=False, seg_counts=r.seg_counts, seg_height=HEIGHT,
                 seg_width=WIDTH, score=r.score, predicted_iou=r.predicted_iou,
@@ -184,10 +211,8 @@ def bench_orm(url: str, dataset_id: int, category_id: int, ids: list[int]) -> di
             for r in rows
         )  # fmt: skip
     seconds = time.perf_counter() - t0
-    with engine.connect() as conn:  # keep the export measuring the bulk rows only
-        conn.execute(delete(Annotation).where(Annotation.work_key == "0" * 64))
-        conn.commit()
     engine.dispose()
+    drop_work_key(url, ORM_KEY)
     return {"rows": len(rows), "seconds": seconds, "rows_per_s": len(rows) / seconds}
 
 
@@ -264,19 +289,27 @@ def _listing_rows(listing: Callable[[str, bool], list[dict[str, Any]]], quick: b
 
 def print_table(results: dict[str, Any]) -> None:
     """Human-readable summary."""
-    bulk, orm, export = results["bulk_insert"], results["orm_add_all"], results["coco_export"]
-    cpu = bulk["rows_per_cpu_s"]
+    orm, export = results["orm_add_all"], results["coco_export"]
     lines = [
-        f"load average (1 min) during inserts: {bulk['load_average_1m']:.1f} on "
-        f"{os.cpu_count()} CPUs",
+        f"load average (1 min) during inserts: {results['bulk_insert']['load_average_1m']:.1f} "
+        f"on {os.cpu_count()} CPUs",
         f"{'case':<52}{'rows':>11}{'seconds':>9}{'per second':>13}",
-        f"{'insert: COPY + ON CONFLICT (write_annotations)':<52}{bulk['rows']:>11,}"
-        f"{bulk['seconds']:>9.2f}{bulk['rows_per_s']:>13,.0f}",
-        f"{'  same, per CPU second (client + server backend)':<52}{'':>11}"
-        f"{bulk['client_cpu_s'] + bulk['server_cpu_s']:>9.2f}"
-        f"{cpu if cpu is None else format(cpu, ',.0f'):>13}",
-        f"{'insert: retried batch (all conflicts)':<52}{'':>11}{'':>9}"
-        f"{bulk['retried_batch_rows_per_s']:>13,.0f}",
+    ]
+    for key, label in (
+        ("bulk_insert", "insert: write_image_batch (COPY, plain INSERT)"),
+        ("upsert_insert", "insert: write_annotations (COPY, ON CONFLICT)"),
+    ):
+        bulk = results[key]
+        cpu = bulk["rows_per_cpu_s"]
+        lines += [
+            f"{label:<52}{bulk['rows']:>11,}{bulk['seconds']:>9.2f}{bulk['rows_per_s']:>13,.0f}",
+            f"{'  same, per CPU second (client + server backend)':<52}{'':>11}"
+            f"{bulk['client_cpu_s'] + bulk['server_cpu_s']:>9.2f}"
+            f"{cpu if cpu is None else format(cpu, ',.0f'):>13}",
+            f"{'  retried batch (everything skipped)':<52}{'':>11}{'':>9}"
+            f"{bulk['retried_batch_rows_per_s']:>13,.0f}",
+        ]
+    lines += [
         f"{'insert: ORM add_all':<52}{orm['rows']:>11,}{orm['seconds']:>9.2f}"
         f"{orm['rows_per_s']:>13,.0f}",
         f"{'COCO export, RLE (peak RSS ' + format(export['peak_rss_mib'], '.0f') + ' MiB)':<52}"
@@ -310,7 +343,14 @@ def main() -> None:
             "annotations_target": n_images * PER_IMAGE, "per_image": PER_IMAGE,
         }  # fmt: skip
         results["orm_add_all"] = bench_orm(url, dataset_id, category_id, ids[:2_000])
-        results["bulk_insert"] = bench_bulk(url, dataset_id, category_id, ids, batch=5_000)
+        upsert_ids = ids[: len(ids) // 5]
+        results["upsert_insert"] = bench_bulk(
+            url, dataset_id, category_id, upsert_ids, batch=5_000, mode="upsert"
+        )
+        drop_work_key(url, UPSERT_KEY)
+        results["bulk_insert"] = bench_bulk(
+            url, dataset_id, category_id, ids, batch=5_000, mode="pipeline"
+        )
         with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE annotations")
         results["coco_export"] = bench_export(url, dataset_id)

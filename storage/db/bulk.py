@@ -8,14 +8,14 @@ image (new etag) has its annotations for the work key deleted before the new one
 """
 
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+import psycopg
+from sqlalchemy import Integer, Table, bindparam, delete, exc, func, select, update
 from sqlalchemy.orm import Session
 
-from autolabel.storage.db.base import dialect_insert
+from autolabel.storage.db.base import dialect_insert, utc_now
 from autolabel.storage.db.records import AnnotationIn, BatchWriteStats, ImageOutcome
-from autolabel.storage.db.repository import record_image_results
 from autolabel.storage.db.tables import (
     Annotation,
     Category,
@@ -25,7 +25,7 @@ from autolabel.storage.db.tables import (
     ResultStatus,
     ReviewStatus,
 )
-from autolabel.storage.errors import ConflictError
+from autolabel.storage.errors import ConflictError, TransientStorageError
 
 _CHUNK = 1000
 _STAGING = "annotations_staging"
@@ -48,8 +48,12 @@ _COLUMN_LIST = ", ".join(_COLUMNS)
 # Built from module constants only (no user input).
 _MOVE_SQL = (
     f"INSERT INTO annotations ({_COLUMN_LIST}, review_status) "  # noqa: S608
-    f"SELECT {_COLUMN_LIST}, '{ReviewStatus.UNREVIEWED.value}' FROM {_STAGING} "
-    "ON CONFLICT (image_id, work_key, instance_index) DO NOTHING"
+    f"SELECT {_COLUMN_LIST}, '{ReviewStatus.UNREVIEWED.value}' FROM {_STAGING}"
+)
+_SKIP_EXISTING = " ON CONFLICT (image_id, work_key, instance_index) DO NOTHING"
+_CONCURRENT = (
+    "another writer stored annotations for the same (image, work key) concurrently; "
+    "retry the batch (it will skip what is stored)"
 )
 
 
@@ -63,34 +67,40 @@ def _row(ann: AnnotationIn, dataset_id: int, run_id: int | None, work_key: str) 
     )  # fmt: skip
 
 
-def _copy_insert(session: Session, rows: Iterable[tuple[Any, ...]]) -> int:
-    raw = session.connection().connection.driver_connection
-    if raw is None:
-        raise RuntimeError("expected an open psycopg connection, got a closed one")
+def _copy_insert(session: Session, rows: Iterable[tuple[Any, ...]], skip_existing: bool) -> int:
+    raw = _driver_connection(session)
     with raw.cursor() as cur:
         cur.execute(_STAGING_DDL)
         cur.execute(f"TRUNCATE {_STAGING}")
         with cur.copy(f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        cur.execute(_MOVE_SQL)
+        try:
+            cur.execute(_MOVE_SQL + _SKIP_EXISTING if skip_existing else _MOVE_SQL)
+        except psycopg.errors.UniqueViolation as exc:
+            raise TransientStorageError(_CONCURRENT) from exc
         return int(cur.rowcount)
 
 
-def _executemany_insert(session: Session, rows: Iterable[tuple[Any, ...]]) -> int:
-    stmt = dialect_insert(session, Annotation).on_conflict_do_nothing(
-        index_elements=["image_id", "work_key", "instance_index"]
-    )
+def _executemany_insert(
+    session: Session, rows: Sequence[tuple[Any, ...]], skip_existing: bool
+) -> int:
+    stmt = dialect_insert(session, Annotation)
+    if skip_existing:
+        stmt = stmt.on_conflict_do_nothing(
+            index_elements=["image_id", "work_key", "instance_index"]
+        )
     conn = session.connection()
     inserted = 0
-    chunk: list[dict[str, Any]] = []
-    for row in rows:
-        chunk.append(dict(zip(_COLUMNS, row, strict=True)))
-        if len(chunk) == _CHUNK * 10:
+    step = _CHUNK * 10
+    for start in range(0, len(rows), step):
+        chunk = [dict(zip(_COLUMNS, row, strict=True)) for row in rows[start : start + step]]
+        try:
             inserted += conn.execute(stmt, chunk).rowcount
-            chunk = []
-    if chunk:
-        inserted += conn.execute(stmt, chunk).rowcount
+        except exc.IntegrityError as err:
+            if "UNIQUE" not in str(err.orig):
+                raise
+            raise TransientStorageError(_CONCURRENT) from err
     return inserted
 
 
@@ -102,6 +112,7 @@ def write_annotations(
     run_id: int | None,
     annotations: Iterable[AnnotationIn],
     replace_image_ids: Collection[int] = (),
+    skip_existing: bool = True,
 ) -> int:
     """Insert annotations idempotently; returns how many rows were new.
 
@@ -114,6 +125,14 @@ def write_annotations(
             are skipped.
         replace_image_ids: Images whose stored annotations for `work_key` are deleted first
             (reprocessed images).
+        skip_existing: Skip rows whose (image_id, work_key, instance_index) is stored
+            (`ON CONFLICT DO NOTHING`). False is faster (plain insert) for callers that know no
+            such row exists, like `write_image_batch`; a row that exists anyway (a concurrent
+            writer) then raises `TransientStorageError` and the retried batch skips it.
+
+    Raises:
+        ConflictError: Rows reference images, categories or a run outside `dataset_id`.
+        TransientStorageError: `skip_existing` is false and a row already exists.
     """
     rows = [_row(a, dataset_id, run_id, work_key) for a in annotations]
     _check_references(session, dataset_id=dataset_id, run_id=run_id, rows=rows)
@@ -126,8 +145,8 @@ def write_annotations(
             )
         )
     if session.get_bind().dialect.name == "postgresql":
-        return _copy_insert(session, rows)
-    return _executemany_insert(session, rows)
+        return _copy_insert(session, rows, skip_existing)
+    return _executemany_insert(session, rows, skip_existing)
 
 
 def _missing(
@@ -168,10 +187,114 @@ def _check_references(
             )
 
 
-def _images_to_replace(
+_OUTCOMES = "image_outcomes_staging"
+_OUTCOMES_DDL = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {_OUTCOMES} (
+    image_id bigint, etag varchar(200), status varchar(16), failure_reason text,
+    n_annotations integer, width integer, height integer
+) ON COMMIT DELETE ROWS
+"""
+_RESULTS_UPSERT = f"""
+INSERT INTO image_results
+    (image_id, work_key, etag, run_id, status, failure_reason, n_annotations, finished_at)
+SELECT image_id, %(work_key)s, etag, %(run_id)s, status, failure_reason, n_annotations, %(now)s
+FROM {_OUTCOMES}
+ON CONFLICT (image_id, work_key, etag) DO UPDATE SET
+    run_id = EXCLUDED.run_id, status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason,
+    n_annotations = EXCLUDED.n_annotations, finished_at = EXCLUDED.finished_at
+"""  # noqa: S608 - module constants only
+_MIRROR_STATUS = f"""
+UPDATE images AS i SET status = s.status, failure_reason = s.failure_reason,
+    width = COALESCE(s.width, i.width), height = COALESCE(s.height, i.height),
+    updated_at = %(now)s
+FROM {_OUTCOMES} AS s WHERE i.id = s.image_id AND i.etag = s.etag
+"""  # noqa: S608 - module constants only
+
+
+def record_image_results(
+    session: Session, *, run_id: int | None, work_key: str, outcomes: Sequence[ImageOutcome]
+) -> None:
+    """Upsert the idempotency rows of `outcomes` and mirror them into `images`.
+
+    Each image row gets the outcome's status, failure reason and decoded size, but only while its
+    etag still equals the processed etag (an image that changed meanwhile stays pending). On
+    PostgreSQL the outcomes go through COPY and two set-based statements; on SQLite through
+    executemany. For an image listed twice, the last outcome wins.
+    """
+    latest = list({(o.image_id, o.etag): o for o in outcomes}.values())
+    if not latest:
+        return
+    params = {"work_key": work_key, "run_id": run_id, "now": utc_now()}
+    if session.get_bind().dialect.name != "postgresql":
+        _record_results_sqlite(session, latest, params)
+        return
+    raw = _driver_connection(session)
+    with raw.cursor() as cur:
+        cur.execute(_OUTCOMES_DDL)
+        cur.execute(f"TRUNCATE {_OUTCOMES}")
+        with cur.copy(f"COPY {_OUTCOMES} FROM STDIN") as copy:
+            for o in latest:
+                copy.write_row(
+                    (o.image_id, o.etag, o.status.value, o.failure_reason, len(o.annotations),
+                     o.width, o.height)
+                )  # fmt: skip
+        cur.execute(_RESULTS_UPSERT, params)
+        cur.execute(_MIRROR_STATUS, params)
+
+
+def _record_results_sqlite(
+    session: Session, outcomes: Sequence[ImageOutcome], params: dict[str, Any]
+) -> None:
+    rows = [
+        {
+            "image_id": o.image_id, "work_key": params["work_key"], "etag": o.etag,
+            "run_id": params["run_id"], "status": o.status.value,
+            "failure_reason": o.failure_reason, "n_annotations": len(o.annotations),
+            "finished_at": params["now"],
+        }
+        for o in outcomes
+    ]  # fmt: skip
+    ins = dialect_insert(session, ImageResult)
+    upsert = ins.on_conflict_do_update(
+        index_elements=["image_id", "work_key", "etag"],
+        set_={c: ins.excluded[c] for c in ("run_id", "status", "failure_reason", "n_annotations")}
+        | {"finished_at": ins.excluded.finished_at},
+    )
+    conn = session.connection()
+    conn.execute(upsert, rows)
+    table = cast(Table, Image.__table__)
+    mirror = (
+        update(table)
+        .where(table.c.id == bindparam("m_id"), table.c.etag == bindparam("m_etag"))
+        .values(
+            status=bindparam("m_status"),
+            failure_reason=bindparam("m_reason"),
+            width=func.coalesce(bindparam("m_width", type_=Integer), table.c.width),
+            height=func.coalesce(bindparam("m_height", type_=Integer), table.c.height),
+            updated_at=params["now"],
+        )
+    )
+    conn.execute(
+        mirror,
+        [
+            {"m_id": o.image_id, "m_etag": o.etag, "m_status": o.status.value,
+             "m_reason": o.failure_reason, "m_width": o.width, "m_height": o.height}
+            for o in outcomes
+        ],
+    )  # fmt: skip
+
+
+def _driver_connection(session: Session) -> Any:
+    raw = session.connection().connection.driver_connection
+    if raw is None:
+        raise RuntimeError("expected an open psycopg connection, got a closed one")
+    return raw
+
+
+def _done_before(
     session: Session, *, work_key: str, outcomes: Sequence[ImageOutcome]
-) -> set[int]:
-    """Images in `outcomes` whose processed etag has no `done` result yet under `work_key`."""
+) -> set[tuple[int, str]]:
+    """(image_id, etag) pairs of `outcomes` that already have a `done` result under `work_key`."""
     done: set[tuple[int, str]] = set()
     ids = sorted({o.image_id for o in outcomes})
     for start in range(0, len(ids), _CHUNK):
@@ -183,7 +306,7 @@ def _images_to_replace(
             )
         )
         done.update((iid, etag) for iid, etag in rows)
-    return {o.image_id for o in outcomes if (o.image_id, o.etag) not in done}
+    return done
 
 
 def write_image_batch(
@@ -196,24 +319,30 @@ def write_image_batch(
 ) -> BatchWriteStats:
     """Persist one batch of processed images: annotations plus idempotency records.
 
-    Safe to retry: images whose etag already has a `done` result keep their rows (the insert
-    skips conflicts); images processed at a new etag, or failing now, lose their previous
-    annotations for `work_key` first.
+    Safe to retry: images whose etag already has a `done` result under `work_key` keep their
+    stored rows (their annotations in this batch are not written again). Every other image (new,
+    processed at a new etag, or failing now) first loses its previous annotations for
+    `work_key`, then gets the new ones with a plain insert.
+
+    Raises:
+        TransientStorageError: A concurrent writer stored the same image meanwhile (retry).
     """
-    replace = _images_to_replace(session, work_key=work_key, outcomes=outcomes)
-    done = [o for o in outcomes if o.status is ResultStatus.DONE]
+    done_before = _done_before(session, work_key=work_key, outcomes=outcomes)
+    fresh = [o for o in outcomes if (o.image_id, o.etag) not in done_before]
     inserted = write_annotations(
         session,
         dataset_id=dataset_id,
         work_key=work_key,
         run_id=run_id,
-        annotations=(a for o in done for a in o.annotations),
-        replace_image_ids=replace,
+        annotations=(a for o in fresh if o.status is ResultStatus.DONE for a in o.annotations),
+        replace_image_ids={o.image_id for o in fresh},
+        skip_existing=False,
     )
     record_image_results(session, run_id=run_id, work_key=work_key, outcomes=outcomes)
+    n_done = sum(o.status is ResultStatus.DONE for o in outcomes)
     return BatchWriteStats(
         annotations_inserted=inserted,
-        images_replaced=len(replace),
-        images_done=len(done),
-        images_failed=len(outcomes) - len(done),
+        images_replaced=len(fresh),
+        images_done=n_done,
+        images_failed=len(outcomes) - n_done,
     )

@@ -28,12 +28,11 @@ from autolabel.storage.coco import (
     read_coco,
     segmentation_to_rle,
 )
-from autolabel.storage.db.bulk import write_annotations
+from autolabel.storage.db.bulk import record_image_results, write_annotations
 from autolabel.storage.db.records import AnnotationIn, ImageIn, ImageOutcome
 from autolabel.storage.db.repository import (
     ensure_categories,
     get_or_create_dataset,
-    record_image_results,
     register_images,
 )
 from autolabel.storage.db.tables import (
@@ -123,7 +122,7 @@ def _annotation_query(dataset_id: int, flt: ExportFilter) -> Select[*tuple[Any, 
         stmt = stmt.where(or_(Annotation.score.is_(None), Annotation.score >= flt.min_score))
     if not flt.include_rejected:
         stmt = stmt.where(Annotation.review_status != ReviewStatus.REJECTED)
-    return stmt.order_by(Annotation.image_id, Annotation.id)
+    return stmt.order_by(Annotation.id)
 
 
 def _opt(name: str, value: float | None) -> str:

@@ -6,11 +6,20 @@ Annotation bulk writes live in `autolabel.storage.db.bulk`.
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, literal, select, update
+from sqlalchemy import (
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from autolabel.storage.db.base import dialect_insert, utc_now
-from autolabel.storage.db.records import ImageIn, ImageOutcome
+from autolabel.storage.db.records import ImageIn
 from autolabel.storage.db.tables import (
     Annotation,
     Category,
@@ -150,50 +159,6 @@ def iter_pending_image_ids(
         last_id = batch[-1]
 
 
-def record_image_results(
-    session: Session, *, run_id: int | None, work_key: str, outcomes: Sequence[ImageOutcome]
-) -> None:
-    """Upsert the idempotency rows for `outcomes` and mirror them into `images.status`.
-
-    The image row is only updated when its etag still equals the processed etag (an image that
-    changed meanwhile stays pending).
-    """
-    if not outcomes:
-        return
-    now = utc_now()
-    rows = [
-        {
-            "image_id": o.image_id,
-            "work_key": work_key,
-            "etag": o.etag,
-            "run_id": run_id,
-            "status": o.status,
-            "failure_reason": o.failure_reason,
-            "n_annotations": len(o.annotations),
-            "finished_at": now,
-        }
-        for o in outcomes
-    ]
-    ins = dialect_insert(session, ImageResult)
-    stmt = ins.on_conflict_do_update(
-        index_elements=["image_id", "work_key", "etag"],
-        set_={c: ins.excluded[c] for c in ("run_id", "status", "failure_reason", "n_annotations")}
-        | {"finished_at": ins.excluded.finished_at},
-    )
-    session.execute(stmt, rows)
-    for o in outcomes:
-        values: dict[str, Any] = {
-            "status": ImageStatus(o.status.value),
-            "failure_reason": o.failure_reason,
-            "updated_at": now,
-        }
-        if o.width is not None and o.height is not None:
-            values.update(width=o.width, height=o.height)
-        session.execute(
-            update(Image).where(Image.id == o.image_id, Image.etag == o.etag).values(**values)
-        )
-
-
 def create_label_run(
     session: Session,
     *,
@@ -294,7 +259,7 @@ def annotation_counts_by_category(
     session: Session, *, dataset_id: int, run_id: int | None = None
 ) -> dict[str, int]:
     """Number of annotations per category name (categories without annotations give 0)."""
-    on = and_(Annotation.category_id == Category.id)
+    on = and_(Annotation.category_id == Category.id, Annotation.dataset_id == dataset_id)
     if run_id is not None:
         on = and_(on, Annotation.run_id == run_id)
     rows = session.execute(
@@ -305,3 +270,17 @@ def annotation_counts_by_category(
         .group_by(Category.name)
     )
     return dict(rows.all())
+
+
+def delete_dataset(session: Session, *, dataset_id: int) -> int:
+    """Delete a dataset with its annotations, images, results, categories and runs.
+
+    Annotations carry no foreign keys (insert speed), so they are deleted here explicitly; the
+    other tables cascade from `datasets`.
+
+    Returns:
+        Number of annotations deleted.
+    """
+    deleted = session.execute(delete(Annotation).where(Annotation.dataset_id == dataset_id))
+    session.execute(delete(Dataset).where(Dataset.id == dataset_id))
+    return int(deleted.rowcount)  # type: ignore[attr-defined]

@@ -183,22 +183,21 @@ class Annotation(Base):
     """One instance mask. Boxes are xywh in image pixels; `seg_counts` is COCO compressed RLE
     (column-major) of a `seg_height` x `seg_width` mask.
 
-    Only `image_id` is a foreign key (deleting an image or dataset cascades here). `dataset_id`,
-    `category_id` and `run_id` are checked set-wise, once per batch, by
-    `autolabel.storage.db.bulk.write_annotations` instead: per-row foreign-key triggers halved the
-    bulk insert rate on PostgreSQL. `work_key` uses the C collation (hex text, bytewise compare).
+    Built for bulk insert speed on PostgreSQL (see bench/storage_throughput.py): no foreign
+    keys (per-row FK triggers cost about half the insert rate) and no secondary indexes besides
+    the idempotency key, which also serves per-image lookups. Instead, `write_annotations` checks
+    once per batch, set-wise, that the images, categories and run exist and belong to the
+    dataset, and `autolabel.storage.db.repository.delete_dataset` removes annotations explicitly
+    (raw SQL deletes of images or datasets would leave orphan annotations). `work_key` uses the C
+    collation on PostgreSQL (hex text, bytewise compare).
     """
 
     __tablename__ = "annotations"
-    __table_args__ = (
-        UniqueConstraint("image_id", "work_key", "instance_index"),
-        Index(None, "dataset_id", "category_id"),
-        Index(None, "run_id"),
-    )
+    __table_args__ = (UniqueConstraint("image_id", "work_key", "instance_index"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(BigId)
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(BigId)
     category_id: Mapped[int] = mapped_column(BigId)
     run_id: Mapped[int | None] = mapped_column(BigId)
     work_key: Mapped[str] = mapped_column(

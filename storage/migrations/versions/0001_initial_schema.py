@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 06:32:20.529556
+Create Date: 2026-11-27 06:58:27.550322
 """
 
 from collections.abc import Sequence
@@ -20,6 +20,58 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     """Apply this revision."""
 
+    op.create_table(
+        "annotations",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "dataset_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("image_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "category_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column(
+            "work_key",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("instance_index", sa.Integer(), nullable=False),
+        sa.Column("bbox_x", sa.Float(), nullable=False),
+        sa.Column("bbox_y", sa.Float(), nullable=False),
+        sa.Column("bbox_w", sa.Float(), nullable=False),
+        sa.Column("bbox_h", sa.Float(), nullable=False),
+        sa.Column("area", sa.Float(), nullable=False),
+        sa.Column("iscrowd", sa.Boolean(), nullable=False),
+        sa.Column("seg_counts", sa.Text(), nullable=False),
+        sa.Column("seg_height", sa.Integer(), nullable=False),
+        sa.Column("seg_width", sa.Integer(), nullable=False),
+        sa.Column("score", sa.Float(), nullable=True),
+        sa.Column("predicted_iou", sa.Float(), nullable=True),
+        sa.Column("stability_score", sa.Float(), nullable=True),
+        sa.Column("phrase", sa.Text(), nullable=True),
+        sa.Column("model_version", sa.String(length=200), nullable=True),
+        sa.Column(
+            "review_status",
+            sa.Enum(
+                "unreviewed",
+                "accepted",
+                "rejected",
+                name="review_status",
+                native_enum=False,
+                create_constraint=True,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_annotations")),
+        sa.UniqueConstraint(
+            "image_id",
+            "work_key",
+            "instance_index",
+            name=op.f("uq_annotations_image_id_work_key_instance_index"),
+        ),
+    )
     op.create_table(
         "datasets",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -183,71 +235,6 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_label_runs_work_key"), "label_runs", ["work_key"], unique=False)
     op.create_table(
-        "annotations",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "dataset_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column("image_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "category_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column(
-            "work_key",
-            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column("instance_index", sa.Integer(), nullable=False),
-        sa.Column("bbox_x", sa.Float(), nullable=False),
-        sa.Column("bbox_y", sa.Float(), nullable=False),
-        sa.Column("bbox_w", sa.Float(), nullable=False),
-        sa.Column("bbox_h", sa.Float(), nullable=False),
-        sa.Column("area", sa.Float(), nullable=False),
-        sa.Column("iscrowd", sa.Boolean(), nullable=False),
-        sa.Column("seg_counts", sa.Text(), nullable=False),
-        sa.Column("seg_height", sa.Integer(), nullable=False),
-        sa.Column("seg_width", sa.Integer(), nullable=False),
-        sa.Column("score", sa.Float(), nullable=True),
-        sa.Column("predicted_iou", sa.Float(), nullable=True),
-        sa.Column("stability_score", sa.Float(), nullable=True),
-        sa.Column("phrase", sa.Text(), nullable=True),
-        sa.Column("model_version", sa.String(length=200), nullable=True),
-        sa.Column(
-            "review_status",
-            sa.Enum(
-                "unreviewed",
-                "accepted",
-                "rejected",
-                name="review_status",
-                native_enum=False,
-                create_constraint=True,
-                length=16,
-            ),
-            nullable=False,
-        ),
-        sa.ForeignKeyConstraint(
-            ["image_id"],
-            ["images.id"],
-            name=op.f("fk_annotations_image_id_images"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_annotations")),
-        sa.UniqueConstraint(
-            "image_id",
-            "work_key",
-            "instance_index",
-            name=op.f("uq_annotations_image_id_work_key_instance_index"),
-        ),
-    )
-    op.create_index(
-        op.f("ix_annotations_dataset_id_category_id"),
-        "annotations",
-        ["dataset_id", "category_id"],
-        unique=False,
-    )
-    op.create_index(op.f("ix_annotations_run_id"), "annotations", ["run_id"], unique=False)
-    op.create_table(
         "image_results",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("image_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -292,9 +279,6 @@ def downgrade() -> None:
     """Revert this revision."""
 
     op.drop_table("image_results")
-    op.drop_index(op.f("ix_annotations_run_id"), table_name="annotations")
-    op.drop_index(op.f("ix_annotations_dataset_id_category_id"), table_name="annotations")
-    op.drop_table("annotations")
     op.drop_index(op.f("ix_label_runs_work_key"), table_name="label_runs")
     op.drop_table("label_runs")
     op.drop_table("images")
@@ -307,3 +291,4 @@ def downgrade() -> None:
     )
     op.drop_table("model_versions")
     op.drop_table("datasets")
+    op.drop_table("annotations")

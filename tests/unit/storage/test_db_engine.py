@@ -1,5 +1,7 @@
 """Engine, session scope, migrations and schema status on SQLite."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,15 @@ def test_unreachable_postgres_message_hides_password() -> None:
     assert "s3cr3t-pw" not in message
     assert "127.0.0.1" in message
     assert "\n" not in message
+
+
+def test_upgrade_works_from_any_directory_without_alembic_ini(tmp_path: Path) -> None:
+    code = (
+        "from autolabel.storage.db.engine import make_engine, schema_status, upgrade_to_head\n"
+        "upgrade_to_head('sqlite:///fresh.db')\n"
+        "current, head = schema_status(make_engine('sqlite:///fresh.db'))\n"
+        "assert current == head, (current, head)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=120)
+    assert not (tmp_path / "alembic.ini").exists()
+    assert (tmp_path / "fresh.db").stat().st_size > 0

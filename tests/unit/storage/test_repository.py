@@ -21,6 +21,7 @@ from autolabel.storage.db.records import AnnotationIn, ImageIn, ImageOutcome
 from autolabel.storage.db.repository import (
     annotation_counts_by_category,
     create_label_run,
+    delete_dataset,
     ensure_categories,
     get_or_create_dataset,
     image_status_counts,
@@ -30,13 +31,14 @@ from autolabel.storage.db.repository import (
 )
 from autolabel.storage.db.tables import (
     Annotation,
+    Image,
     ImageStatus,
     LabelRun,
     ModelStage,
     ModelVersion,
     ResultStatus,
 )
-from autolabel.storage.errors import ConflictError
+from autolabel.storage.errors import ConflictError, TransientStorageError
 
 WORK_KEY = "a" * 64
 
@@ -311,3 +313,54 @@ def test_annotations_must_reference_their_own_dataset(session: Session) -> None:
             annotations=_anns(image_id, cat, 1),
         )  # fmt: skip
     assert _n_annotations(session) == 0
+
+
+def test_plain_insert_of_an_existing_row_is_transient(session: Session) -> None:
+    dataset_id, cat, ids = _setup(session, n_images=1)
+    rows = _anns(ids["img/0.jpg"], cat, 2)
+    kwargs = {"dataset_id": dataset_id, "work_key": WORK_KEY, "run_id": None, "annotations": rows}
+    assert write_annotations(session, skip_existing=False, **kwargs) == 2  # type: ignore[arg-type]
+    assert write_annotations(session, **kwargs) == 0  # type: ignore[arg-type]
+    with pytest.raises(TransientStorageError, match="concurrently"):
+        write_annotations(session, skip_existing=False, **kwargs)  # type: ignore[arg-type]
+
+
+def test_delete_dataset_removes_its_annotations_only(session: Session) -> None:
+    dataset_id, cat, ids = _setup(session, n_images=2)
+    other_id, other_cat, other_ids = _setup_other(session)
+    for ds, c, image_ids in ((dataset_id, cat, ids), (other_id, other_cat, other_ids)):
+        outcomes = [
+            ImageOutcome(
+                image_id=i, etag=f"e{n}", status=ResultStatus.DONE, annotations=_anns(i, c, 3)
+            )
+            for n, i in enumerate(sorted(image_ids.values()))
+        ]
+        write_image_batch(session, dataset_id=ds, run_id=None, work_key=WORK_KEY, outcomes=outcomes)
+    assert delete_dataset(session, dataset_id=dataset_id) == 6
+    assert _n_annotations(session) == 3
+    assert image_status_counts(session, dataset_id=dataset_id)[ImageStatus.DONE] == 0
+
+
+def _setup_other(session: Session) -> tuple[int, int, dict[str, int]]:
+    other = get_or_create_dataset(session, name="other")
+    cat = ensure_categories(session, dataset_id=other, names=["dog"])["dog"]
+    ids = register_images(
+        session, dataset_id=other, images=[ImageIn(storage_key="o.jpg", etag="e0")]
+    )
+    return other, cat, ids
+
+
+def test_outcomes_mirror_status_and_size_only_at_the_processed_etag(session: Session) -> None:
+    dataset_id, _cat, ids = _setup(session, n_images=2)
+    a, b = sorted(ids.values())
+    outcomes = [
+        ImageOutcome(image_id=a, etag="e0", status=ResultStatus.DONE, width=640, height=480),
+        ImageOutcome(image_id=b, etag="stale", status=ResultStatus.FAILED, failure_reason="x"),
+    ]
+    write_image_batch(
+        session, dataset_id=dataset_id, run_id=None, work_key=WORK_KEY, outcomes=outcomes
+    )
+    session.expire_all()
+    first, second = session.get_one(Image, a), session.get_one(Image, b)
+    assert (first.status, first.width, first.height) == (ImageStatus.DONE, 640, 480)
+    assert (second.status, second.failure_reason) == (ImageStatus.PENDING, None)

@@ -9,6 +9,7 @@ from autolabel.flows.cli.demo import demo
 from autolabel.flows.cli.doctor import doctor
 from autolabel.flows.cli.label import export, label, runs
 from autolabel.flows.cli.serve import serve
+from autolabel.flows.cli.train import eval, train
 from autolabel.flows.errors import FlowError
 from autolabel.models.errors import ModelError
 from autolabel.storage.errors import StorageError
@@ -26,6 +27,8 @@ app.command()(export)
 app.command()(runs)
 app.command()(demo)
 app.command()(serve)
+app.command()(train)
+app.command()(eval)
 app.add_typer(db_app, name="db")
 
 EXPECTED_ERRORS = (FlowError, ModelError, StorageError)

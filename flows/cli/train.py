@@ -1,0 +1,93 @@
+"""`autolabel train` and `autolabel eval`: fine-tune EfficientViT-SAM and measure it.
+
+`autolabel train` runs as one process, or one process per GPU under torchrun:
+`torchrun --nproc_per_node 8 "$(which autolabel)" train --data s3://... ...` (see
+docs/training.md). Both commands print JSON results; `eval` also writes them to `--json`.
+"""
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import typer
+
+from autolabel.models.registry import build_model
+from autolabel.tasks.evaluate import (
+    coco_mask_map,
+    evaluate_images,
+    iter_coco_images,
+    iter_sa1b_images,
+)
+from autolabel.tasks.trainer import TrainConfig, run_training, shutdown_distributed
+
+
+def train(
+    data: str = typer.Option(..., help="SA-1B shards: local folder or s3:// / file:// URL."),
+    model: str = typer.Option("efficientvit-sam-l0", help="Registry name of the model."),
+    checkpoint: Path | None = typer.Option(None, help="Initial weights (.pt)."),
+    max_steps: int = typer.Option(..., help="Optimiser steps in total (a resume continues)."),
+    output: Path = typer.Option(..., help="Run folder: checkpoints, metrics.jsonl, model.pt."),
+    images_per_batch: int = typer.Option(2, help="Images per micro-batch per process."),
+    grad_accum: int = typer.Option(1, help="Micro-batches per step (paper: to batch 256)."),
+    lr: float | None = typer.Option(None, help="Peak LR; default 2e-6 (L) / 1e-6 (XL)."),
+    max_masks: int = typer.Option(64, help="Masks sampled per image."),
+    checkpoint_every: int = typer.Option(100, help="Checkpoint every N steps."),
+    num_workers: int = typer.Option(2, help="DataLoader workers per process."),
+    seed: int = typer.Option(0, help="Seed of data order, augmentation and prompts."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+) -> None:
+    """Fine-tune EfficientViT-SAM on SA-1B-format data (resumes from OUTPUT when possible)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = TrainConfig(
+        data=data, model_name=model, output=output, max_steps=max_steps, checkpoint=checkpoint,
+        images_per_batch=images_per_batch, grad_accum=grad_accum, lr=lr, max_masks=max_masks,
+        checkpoint_every=checkpoint_every, num_workers=num_workers, seed=seed, device=device,
+    )  # fmt: skip
+    try:
+        result = run_training(config)
+    finally:
+        shutdown_distributed()
+    summary = {
+        "step": result.step,
+        "interrupted": result.interrupted,
+        "last_loss": result.losses[-1] if result.losses else None,
+        "weights": str(result.weights) if result.weights else None,
+        "sha256": result.sha256,
+        "bad_data": result.bad_data,
+    }
+    typer.echo(json.dumps(summary))
+    if result.interrupted:
+        raise typer.Exit(code=143)
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+def eval(
+    data: str = typer.Option(..., help="SA-1B source, or the COCO image folder."),
+    model: str = typer.Option("efficientvit-sam-l0", help="Registry name of the model."),
+    checkpoint: Path | None = typer.Option(None, help="Weights (.pt); random init when absent."),
+    json_path: Path = typer.Option(..., "--json", help="Where to write the metrics JSON."),
+    coco_annotations: Path | None = typer.Option(None, help="COCO instances JSON (COCO layout)."),
+    detections: Path | None = typer.Option(None, help="COCO results JSON of boxes, for mAP."),
+    clicks: bool = typer.Option(True, help="Also run the 1/3/5-click protocol."),
+    max_images: int | None = typer.Option(None, help="Evaluate at most this many images."),
+    device: str = typer.Option("cpu", help="Device, e.g. cpu or cuda."),
+) -> None:
+    """Box mIoU (all/small/medium/large), click mIoU at 1/3/5 clicks, optional COCO mask mAP."""
+    sam = build_model(model, checkpoint, device)
+    if coco_annotations is not None:
+        doc = json.loads(coco_annotations.read_text())
+        images = iter_coco_images(doc, Path(data))
+    else:
+        images = iter_sa1b_images(data)
+    metrics = evaluate_images(sam, images, clicks=clicks, max_images=max_images)
+    if detections is not None and coco_annotations is not None:
+        metrics.update(coco_mask_map(sam, coco_annotations, Path(data), detections))
+    out: dict[str, object] = {"model": model, "checkpoint": str(checkpoint) if checkpoint else None}
+    out.update(_finite(metrics))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(out, indent=2))
+    typer.echo(json.dumps(out))

@@ -74,7 +74,8 @@ def encode_images(
             hw = (int(image.shape[0]), int(image.shape[1]))
             out.append(
                 ImageEmbedding(
-                    embedding=embeddings[i : i + 1].contiguous(),
+                    # A copy: owns its memory (a compiled encoder may reuse its output buffers).
+                    embedding=embeddings[i : i + 1].clone(memory_format=torch.contiguous_format),
                     original_size=hw,
                     prompt_size=PROMPT_TRANSFORM.prompt_size(hw),
                 )

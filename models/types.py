@@ -12,8 +12,8 @@ class ImageEmbedding:
     """One encoded image: everything the prompt decoder needs, immutable and thread-safe.
 
     Attributes:
-        embedding: (1, 256, 64, 64) float32 image embedding on the model's device. Treat it as
-            read-only (it may be a view into a batch).
+        embedding: (1, 256, 64, 64) float32 image embedding on the model's device (its own
+            memory; treat it as read-only).
         original_size: (H, W) of the original image in pixels.
         prompt_size: (h', w'), the image size in the 1024 prompt frame.
     """

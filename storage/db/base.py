@@ -5,11 +5,22 @@ Every table works on PostgreSQL (psycopg 3) and SQLite. Big integer primary keys
 """
 
 import enum
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, DateTime, Enum, Integer, MetaData
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Enum,
+    Integer,
+    MetaData,
+    any_,
+    literal,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -86,3 +97,11 @@ def dialect_insert(session: Session, table: type[Base]) -> PgInsert | SqliteInse
     if session.get_bind().dialect.name == "postgresql":
         return pg_insert(table)
     return sqlite_insert(table)
+
+
+def id_in(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """`column IN ids` as one array parameter on PostgreSQL (`= ANY(%s)`, so the statement text
+    and its parse stay the same for any number of ids); a plain IN list on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(ColumnElement[bool], column == any_(literal(list(ids), ARRAY(BigInteger()))))
+    return cast(ColumnElement[bool], column.in_(list(ids)))

@@ -16,7 +16,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from autolabel.flows.errors import FlowError
-from autolabel.flows.resources import configure_process, ensure_device_limit
+from autolabel.flows.resources import configure_process
 from autolabel.flows.settings import get_settings
 from autolabel.storage.db.tables import RunStatus
 from autolabel.tasks.ingest import plan_shards, register_images
@@ -97,8 +97,7 @@ def autolabel_dataset(job: LabelJob) -> RunSummary:
     """Label every pending image of `job.source` into dataset `job.dataset`."""
     logger = get_run_logger()
     settings = get_settings()
-    configure_process(settings)
-    ensure_device_limit(settings)
+    configure_process(settings, use_device_limit=True)
     started = time.perf_counter()
     ctx = start_run(job)
     listed = register_images(job, ctx.dataset_id)

@@ -1,5 +1,6 @@
 """Turn `Settings` into the plain values and clients that lower layers take."""
 
+import os
 from contextlib import suppress
 
 from sqlalchemy.engine import URL, make_url
@@ -57,13 +58,14 @@ def known_weight_files() -> list[tuple[str, WeightFile]]:
     return files
 
 
-def runtime_for(settings: Settings) -> Runtime:
+def runtime_for(settings: Settings, *, device_limit: str | None = None) -> Runtime:
     """The per-process runtime tasks use (`autolabel.tasks._resources`)."""
     return Runtime(
         database_url=database_url(settings),
         s3=s3_config(settings),
         weights_dir=settings.resolved_weights_dir,
         device=settings.device,
+        device_limit=device_limit,
     )
 
 
@@ -87,10 +89,19 @@ def prepare_database(settings: Settings) -> None:
         )
 
 
-def configure_process(settings: Settings) -> None:
-    """Prepare this process to run tasks: schema check and shared resources."""
+def configure_process(settings: Settings, *, use_device_limit: bool = False) -> None:
+    """Prepare this process to run tasks: schema check and shared resources.
+
+    With `use_device_limit` and a Prefect server (not the ephemeral API), device work is capped
+    by this host's global concurrency limit (created with one slot if missing).
+    """
+    if settings.prefect_api == "server" and not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError("AUTOLABEL_PREFECT_API=server needs PREFECT_API_URL, which is unset")
     prepare_database(settings)
-    configure(runtime_for(settings))
+    limit = None
+    if use_device_limit and settings.prefect_api == "server":
+        limit = ensure_device_limit(settings)
+    configure(runtime_for(settings, device_limit=limit))
 
 
 def ensure_device_limit(settings: Settings) -> str:

@@ -40,6 +40,8 @@ class Runtime:
         weights_dir: Folder of checkpoint files.
         device: "cpu", "cuda" or "cuda:N" ("auto" is resolved by `resolve_device`).
         download_weights: Fetch missing official weights (checksum-verified) when online.
+        device_limit: Prefect global concurrency limit that device work holds a slot of, or None
+            (an ephemeral API has one process only, and no expiry of a killed holder's lease).
     """
 
     database_url: URL
@@ -47,6 +49,7 @@ class Runtime:
     weights_dir: Path
     device: str = "cpu"
     download_weights: bool = True
+    device_limit: str | None = None
 
 
 def resolve_device(device: str) -> str:

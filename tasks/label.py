@@ -14,6 +14,11 @@ from autolabel.tasks.retry import retry_transient
 from autolabel.tasks.shard import resolver, run_shard
 
 
+# The slot is leased and renewed while the shard runs: a killed worker's slot is revoked by the
+# Prefect server's repossessor within this time (plus its 15 s sweep) instead of blocking forever.
+DEVICE_LEASE_SECONDS = 60.0  # the smallest lease the Prefect API accepts
+
+
 def device_limit_name(device: str) -> str:
     """Name of the global concurrency limit guarding one device of this worker host."""
     return f"autolabel-device-{socket.gethostname()}-{device.replace(':', '-')}"
@@ -56,8 +61,16 @@ def box_source_for(job: LabelJob) -> BoxSource:
     task_run_name="label-shard-{shard.index}",
 )
 def label_shard(shard: ShardRef, job: LabelJob, ctx: RunContext) -> ShardResult:
-    """Label one shard; holds this host's device slot while its pipeline runs."""
+    """Label one shard, holding a slot of this host's device limit (if any) while it runs."""
     source = box_source_for(job)
-    device = _resources.resolve_device(_resources.runtime().device)
-    with concurrency(device_limit_name(device), occupy=1, strict=False):
+    limit = _resources.runtime().device_limit
+    if limit is None:
+        return run_shard(shard, job, ctx, source)
+    with concurrency(
+        limit,
+        occupy=1,
+        strict=True,
+        lease_duration=DEVICE_LEASE_SECONDS,
+        raise_on_lease_renewal_failure=False,
+    ):
         return run_shard(shard, job, ctx, source)

@@ -1,4 +1,4 @@
-"""`autolabel serve`: serve the labeling and export flows as Prefect deployments from this process."""
+"""`autolabel serve`: serve the labeling and export flows as deployments from this process."""
 
 import typer
 

@@ -1,0 +1,141 @@
+"""`autolabel doctor` against the real PostgreSQL server and a moto S3 endpoint, and without them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    code = f"from autolabel.flows.cli import main; main({args!r})"
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def base_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOLABEL_", "PREFECT_API"))}
+    env.update(
+        AUTOLABEL_HOME=str(tmp_path / "home"),
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing-secret-key",
+        AWS_DEFAULT_REGION="us-east-1",
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    return env
+
+
+def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
+    return {c["name"]: c for c in json.loads(result.stdout)}
+
+
+def test_doctor_passes_on_postgres_and_s3(
+    base_env: dict[str, str], postgres_url: str, s3_bucket: str, s3_env: str
+) -> None:
+    from autolabel.storage.db.engine import upgrade_to_head
+
+    upgrade_to_head(postgres_url)
+    env = base_env | {
+        "AUTOLABEL_DATABASE_URL": postgres_url,
+        "AUTOLABEL_STORAGE_URL": f"s3://{s3_bucket}/images",
+        "AUTOLABEL_S3_ENDPOINT_URL": s3_env,
+    }
+    result = run_cli(["doctor", "--json"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = checks(result)
+    assert found["database"]["status"] == "ok"
+    assert "schema at" in found["database"]["detail"]
+    assert found["storage"]["status"] == "ok"
+    assert found["storage"]["detail"] == f"s3://{s3_bucket}/images"
+    assert found["weights efficientvit-sam-l0"]["status"] == "warn"  # absent, not required
+    assert "testing-secret-key" not in result.stdout + result.stderr
+
+
+def test_doctor_fails_when_the_database_is_down(
+    base_env: dict[str, str], s3_bucket: str, s3_env: str
+) -> None:
+    env = base_env | {
+        "AUTOLABEL_DATABASE_URL": f"postgresql+psycopg://postgres:pw-123@127.0.0.1:{free_port()}/x",
+        "AUTOLABEL_STORAGE_URL": f"s3://{s3_bucket}",
+        "AUTOLABEL_S3_ENDPOINT_URL": s3_env,
+    }
+    result = run_cli(["doctor", "--json"], env)
+    assert result.returncode == 1
+    database = checks(result)["database"]
+    assert database["status"] == "fail"
+    assert "cannot connect to database" in database["detail"]
+    assert "\n" not in database["detail"]
+    assert "pw-123" not in result.stdout + result.stderr
+    assert checks(result)["storage"]["status"] == "ok"
+
+
+def test_doctor_fails_when_s3_is_down_or_bucket_missing(
+    base_env: dict[str, str], s3_env: str
+) -> None:
+    down = base_env | {
+        "AUTOLABEL_STORAGE_URL": "s3://some-bucket",
+        "AUTOLABEL_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    result = run_cli(["doctor", "--json"], down)
+    assert result.returncode == 1
+    assert checks(result)["storage"]["status"] == "fail"
+    assert checks(result)["database"]["status"] in {"ok", "warn"}  # embedded SQLite
+
+    missing = base_env | {
+        "AUTOLABEL_STORAGE_URL": "s3://no-such-bucket",
+        "AUTOLABEL_S3_ENDPOINT_URL": s3_env,
+    }
+    result = run_cli(["doctor", "--json"], missing)
+    assert result.returncode == 1
+    storage = checks(result)["storage"]
+    assert storage["status"] == "fail"
+    assert "no-such-bucket" in storage["detail"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("AUTOLABEL_STORAGE_URL", "ftp://host/x", "AUTOLABEL_STORAGE_URL='ftp://host/x'"),
+        ("AUTOLABEL_DATABASE_URL", "mysql://u@h/db", "AUTOLABEL_DATABASE_URL='mysql://u@h/db'"),
+        ("AUTOLABEL_DEVICE", "tpu", "AUTOLABEL_DEVICE='tpu'"),
+    ],
+)
+def test_bad_configuration_is_one_line_without_traceback(
+    base_env: dict[str, str], variable: str, value: str, expected: str
+) -> None:
+    result = run_cli(["doctor"], base_env | {variable: value})
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"autolabel: error: {expected}")
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_for_a_command_is_one_line(base_env: dict[str, str]) -> None:
+    env = base_env | {
+        "AUTOLABEL_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x",
+    }
+    result = run_cli(["runs"], env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("autolabel: error: cannot connect to database")
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_help(base_env: dict[str, str]) -> None:
+    top = run_cli(["--help"], base_env)
+    assert top.returncode == 0
+    for command in ("doctor", "label", "export", "runs", "demo", "serve", "db"):
+        assert command in top.stdout
+        result = run_cli([command, "--help"], base_env)
+        assert result.returncode == 0, result.stderr
+        assert "Usage:" in result.stdout
+    version = run_cli(["--version"], base_env)
+    assert version.stdout.startswith("autolabel ")

@@ -13,7 +13,6 @@ from autolabel.tasks.params import LabelJob, RunContext, ShardRef, ShardResult
 from autolabel.tasks.retry import retry_transient
 from autolabel.tasks.shard import resolver, run_shard
 
-
 # The slot is leased and renewed while the shard runs: a killed worker's slot is revoked by the
 # Prefect server's repossessor within this time (plus its 15 s sweep) instead of blocking forever.
 DEVICE_LEASE_SECONDS = 60.0  # the smallest lease the Prefect API accepts

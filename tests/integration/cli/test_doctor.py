@@ -1,4 +1,4 @@
-"""`autolabel doctor` against the real PostgreSQL server and a moto S3 endpoint, and without them."""
+"""`autolabel doctor` against the real PostgreSQL server and moto S3, and with each one down."""
 
 import json
 import os
@@ -26,7 +26,7 @@ def base_env(tmp_path: Path) -> dict[str, str]:
     env.update(
         AUTOLABEL_HOME=str(tmp_path / "home"),
         AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing-secret-key",
+        AWS_SECRET_ACCESS_KEY="testing-secret-key",  # noqa: S106 - moto accepts any key
         AWS_DEFAULT_REGION="us-east-1",
         PREFECT_HOME=str(tmp_path / "prefect"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",

@@ -51,6 +51,12 @@ CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (
 ) ON COMMIT DELETE ROWS
 """
 _COLUMN_LIST = ", ".join(_COLUMNS)
+# Binary COPY: about 5x less client CPU than text COPY, and cheaper to parse on the server.
+_BINARY = "(FORMAT BINARY)"
+_COPY_TYPES = (
+    "int8", "int8", "int8", "int8", "text", "int4", "float8", "float8", "float8", "float8",
+    "float8", "bool", "text", "int4", "int4", "float8", "float8", "float8", "text", "text",
+)  # fmt: skip
 # Built from module constants only (no user input).
 _MOVE_SQL = (
     f"INSERT INTO annotations ({_COLUMN_LIST}, review_status) "  # noqa: S608
@@ -63,13 +69,25 @@ _CONCURRENT = (
 )
 
 
+def _opt_int(value: int | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
 def _row(ann: AnnotationIn, dataset_id: int, run_id: int | None, work_key: str) -> tuple[Any, ...]:
+    """One row in `_COLUMNS` order, with exact Python types (binary COPY has no coercion:
+    numpy scalars become int/float here)."""
     x, y, w, h = ann.bbox_xywh_px
     return (
-        dataset_id, ann.image_id, ann.category_id, run_id, work_key, ann.instance_index,
-        float(x), float(y), float(w), float(h), float(ann.area), ann.iscrowd, ann.seg_counts,
-        ann.seg_height, ann.seg_width, ann.score, ann.predicted_iou, ann.stability_score,
-        ann.phrase, ann.model_version,
+        int(dataset_id), int(ann.image_id), int(ann.category_id),
+        None if run_id is None else int(run_id), work_key, int(ann.instance_index),
+        float(x), float(y), float(w), float(h), float(ann.area), bool(ann.iscrowd),
+        ann.seg_counts, int(ann.seg_height), int(ann.seg_width), _opt_float(ann.score),
+        _opt_float(ann.predicted_iou), _opt_float(ann.stability_score), ann.phrase,
+        ann.model_version,
     )  # fmt: skip
 
 
@@ -79,14 +97,17 @@ def _copy_insert(session: Session, rows: Sequence[tuple[Any, ...]], skip_existin
     with raw.cursor() as cur:
         try:
             if not skip_existing:
-                with cur.copy(f"COPY annotations ({_COLUMN_LIST}, review_status) FROM STDIN") as cp:
+                sql = f"COPY annotations ({_COLUMN_LIST}, review_status) FROM STDIN {_BINARY}"
+                with cur.copy(sql) as cp:
+                    cp.set_types([*_COPY_TYPES, "text"])
                     unreviewed = (ReviewStatus.UNREVIEWED.value,)
                     for row in rows:
                         cp.write_row(row + unreviewed)
                 return len(rows)
             cur.execute(_STAGING_DDL)
             cur.execute(f"TRUNCATE {_STAGING}")
-            with cur.copy(f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN") as copy:
+            with cur.copy(f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN {_BINARY}") as copy:
+                copy.set_types(_COPY_TYPES)
                 for row in rows:
                     copy.write_row(row)
             cur.execute(_MOVE_SQL + _SKIP_EXISTING)
@@ -242,11 +263,12 @@ def record_image_results(
     with raw.cursor() as cur:
         cur.execute(_OUTCOMES_DDL)
         cur.execute(f"TRUNCATE {_OUTCOMES}")
-        with cur.copy(f"COPY {_OUTCOMES} FROM STDIN") as copy:
+        with cur.copy(f"COPY {_OUTCOMES} FROM STDIN {_BINARY}") as copy:
+            copy.set_types(["int8", "text", "text", "text", "int4", "int4", "int4"])
             for o in latest:
                 copy.write_row(
-                    (o.image_id, o.etag, o.status.value, o.failure_reason, len(o.annotations),
-                     o.width, o.height)
+                    (int(o.image_id), o.etag, o.status.value, o.failure_reason,
+                     len(o.annotations), _opt_int(o.width), _opt_int(o.height))
                 )  # fmt: skip
         cur.execute(_RESULTS_UPSERT, params)
         cur.execute(_MIRROR_STATUS, params)

@@ -12,8 +12,8 @@ from tests.unit.storage.test_repository import session  # noqa: F401 - same roll
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def engine(postgres_url: str) -> Iterator[Engine]:  # type: ignore[no-redef]
+@pytest.fixture(scope="module")  # type: ignore[no-redef]
+def engine(postgres_url: str) -> Iterator[Engine]:
     eng = make_engine(postgres_url)
     upgrade_to_head(eng)
     yield eng

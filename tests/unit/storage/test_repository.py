@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
@@ -364,3 +365,23 @@ def test_outcomes_mirror_status_and_size_only_at_the_processed_etag(session: Ses
     first, second = session.get_one(Image, a), session.get_one(Image, b)
     assert (first.status, first.width, first.height) == (ImageStatus.DONE, 640, 480)
     assert (second.status, second.failure_reason) == (ImageStatus.PENDING, None)
+
+
+def test_numpy_scalars_are_stored_as_plain_numbers(session: Session) -> None:
+    dataset_id, cat, ids = _setup(session, n_images=1)
+    ann = AnnotationIn(
+        image_id=np.int64(ids["img/0.jpg"]), category_id=np.int64(cat),  # type: ignore[arg-type]
+        instance_index=np.int32(0), bbox_xywh_px=tuple(np.array([1.5, 2, 3, 4], np.float32)),  # type: ignore[arg-type]
+        area=np.float32(12.0), seg_counts="04", seg_height=np.int64(4), seg_width=np.int64(4),  # type: ignore[arg-type]
+        score=np.float32(0.25), predicted_iou=np.float64(0.5), stability_score=None,  # type: ignore[arg-type]
+    )  # fmt: skip
+    outcome = ImageOutcome(
+        image_id=ids["img/0.jpg"], etag="e0", status=ResultStatus.DONE, annotations=(ann,),
+        width=np.int64(8), height=np.int64(6),  # type: ignore[arg-type]
+    )  # fmt: skip
+    write_image_batch(
+        session, dataset_id=dataset_id, run_id=None, work_key=WORK_KEY, outcomes=[outcome]
+    )
+    row = session.execute(select(Annotation)).scalar_one()
+    assert (row.bbox_x, row.area, row.score, row.predicted_iou) == (1.5, 12.0, 0.25, 0.5)
+    assert row.stability_score is None

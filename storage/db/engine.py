@@ -55,7 +55,13 @@ def _one_line(error: BaseException, password: str | None) -> str:
     return line.replace(password, "***") if password else line
 
 
-def make_engine(url: str | URL, *, check: bool = True, echo: bool = False) -> Engine:
+def make_engine(
+    url: str | URL,
+    *,
+    check: bool = True,
+    echo: bool = False,
+    statement_timeout_s: float | None = None,
+) -> Engine:
     """Create an engine for PostgreSQL (psycopg 3) or SQLite (WAL, foreign keys on).
 
     Args:
@@ -63,6 +69,8 @@ def make_engine(url: str | URL, *, check: bool = True, echo: bool = False) -> En
             `sqlite:///path.db`.
         check: Open one connection now, so that a wrong URL fails here rather than mid-job.
         echo: Log SQL statements.
+        statement_timeout_s: PostgreSQL only: cancel statements running longer than this (the
+            cancellation surfaces as `TransientStorageError` from `session_scope`).
 
     Raises:
         StorageConfigError: Unknown backend or unreachable database; the message is one line and
@@ -71,7 +79,10 @@ def make_engine(url: str | URL, *, check: bool = True, echo: bool = False) -> En
     parsed = _normalize_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "postgresql":
-        kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": 10})
+        connect_args: dict[str, Any] = {"connect_timeout": 10, "application_name": "autolabel"}
+        if statement_timeout_s is not None:
+            connect_args["options"] = f"-c statement_timeout={int(statement_timeout_s * 1000)}"
+        kwargs.update(pool_pre_ping=True, connect_args=connect_args)
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -57,3 +57,15 @@ def test_operational_error_becomes_transient(postgres_url: str) -> None:
         slow_query()
     assert "cancel" in str(info.value).lower()
     engine.dispose()
+
+
+def test_statement_timeout_cancels_long_queries(postgres_url: str) -> None:
+    engine = make_engine(postgres_url, statement_timeout_s=0.05)
+
+    def slow_query() -> None:
+        with session_scope(engine) as session:
+            session.execute(text("SELECT pg_sleep(2)"))
+
+    with pytest.raises(TransientStorageError, match="statement timeout"):
+        slow_query()
+    engine.dispose()

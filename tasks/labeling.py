@@ -75,9 +75,20 @@ def fetch(ref: ImageRef, resolve: StoreResolver, *, max_pixels: int) -> Fetched:
         return Fetched(ref, failure=exc.reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Inferred:
+    """Model output for one image, before RLE encoding (`ShardLabeler.finish` does that)."""
+
+    item: Fetched
+    detections: Detections | None = None
+    masks: MaskSet | None = None
+
+
 @dataclass
 class ShardLabeler:
-    """Turns fetched images into `ImageOutcome`s with RLE annotations.
+    """Turns fetched images into `ImageOutcome`s with RLE annotations, in two steps:
+    `infer` (device work, on the pipeline's inference thread) and `finish` (RLE encoding and
+    record building, on the writer thread, so that it overlaps the next batch's device work).
 
     Attributes:
         box_source: Produces boxes (pixel xyxy of the original image) per image.
@@ -94,8 +105,8 @@ class ShardLabeler:
     batcher: AdaptiveBatcher
     failures: dict[str, int] = field(default_factory=dict)
 
-    def infer(self, batch: list[Fetched]) -> list[ImageOutcome]:
-        """Boxes and masks for the decodable images of `batch`; one outcome per image, in order.
+    def infer(self, batch: list[Fetched]) -> list[Inferred]:
+        """Boxes and masks for the decodable images of `batch`; one result per image, in order.
 
         Images without boxes skip the image encoder.
         """
@@ -111,14 +122,24 @@ class ShardLabeler:
         }
         with_boxes = [(image.rgb, det.boxes_xyxy_px) for image, det in found.values() if len(det)]
         mask_sets = iter(self.batcher.run(with_boxes, self._segment))
-        outcomes = []
+        results = []
         for item in batch:
             if item.ref.image_id not in found:
-                outcomes.append(self._failed(item))
+                results.append(Inferred(item))
                 continue
-            image, det = found[item.ref.image_id]
-            masks = next(mask_sets) if len(det) else None
-            outcomes.append(self._done(item.ref, image, det, masks))
+            _, det = found[item.ref.image_id]
+            results.append(Inferred(item, det, next(mask_sets) if len(det) else None))
+        return results
+
+    def finish(self, results: list[Inferred]) -> list[ImageOutcome]:
+        """Database records (RLE-encoded masks) for `infer`'s results, in order."""
+        outcomes = []
+        for result in results:
+            image, det = result.item.image, result.detections
+            if image is None or det is None:
+                outcomes.append(self._failed(result.item))
+            else:
+                outcomes.append(self._done(result.item.ref, image, det, result.masks))
         return outcomes
 
     def _failed(self, item: Fetched) -> ImageOutcome:

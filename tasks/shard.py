@@ -6,11 +6,10 @@ from autolabel.models.runtime.adaptive import AdaptiveBatcher
 from autolabel.storage.db import queries
 from autolabel.storage.db.bulk import write_image_batch
 from autolabel.storage.db.engine import session_scope
-from autolabel.storage.db.records import ImageOutcome
 from autolabel.storage.errors import UnsafeKeyError
 from autolabel.storage.objectstore import ObjectStore
 from autolabel.tasks import _resources
-from autolabel.tasks.labeling import BoxSource, ImageRef, ShardLabeler, fetch
+from autolabel.tasks.labeling import BoxSource, ImageRef, Inferred, ShardLabeler, fetch
 from autolabel.tasks.params import LabelJob, RunContext, ShardRef, ShardResult
 from autolabel.tasks.pipeline import run_pipeline
 from autolabel.tasks.report import emit_written
@@ -63,7 +62,8 @@ def run_shard(
     )
     counter = _Counter()
 
-    def write(outcomes: list[ImageOutcome]) -> None:
+    def write(results: list[Inferred]) -> None:
+        outcomes = labeler.finish(results)
         with session_scope(engine) as session:
             stats = write_image_batch(
                 session,

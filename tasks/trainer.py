@@ -8,6 +8,7 @@ resumes from `<output>/checkpoints/last.pt` when that exists. Rank 0 appends one
 to `<output>/metrics.jsonl` and writes the final weights to `<output>/model.pt`.
 """
 
+import io
 import json
 import logging
 import os
@@ -86,6 +87,8 @@ class TrainConfig:
         device: "cpu", "cuda" (each rank uses cuda:LOCAL_RANK) or "auto".
         bf16: bf16 autocast; None: on where the device supports it (CUDA with bf16).
         resume: Resume from `<output>/checkpoints/last.pt` when it exists.
+        single_weight: Weight of the loss of SAM's single-mask output (used at inference for
+            boxes); 0 trains only the three multimask outputs, exactly the paper's loss.
     """
 
     data: str
@@ -107,6 +110,7 @@ class TrainConfig:
     device: str = "auto"
     bf16: bool | None = None
     resume: bool = True
+    single_weight: float = 1.0
 
 
 @dataclass(slots=True)
@@ -219,11 +223,14 @@ class _Batches:
 
 
 def _gather(obj: Any, world: int) -> list[Any]:
+    """Every rank's `obj` (tensors included), in rank order."""
     if world == 1:
         return [obj]
+    buf = io.BytesIO()
+    torch.save(obj, buf)  # pickled tensors do not survive all_gather_object's unpickler
     out: list[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
+    dist.all_gather_object(out, buf.getvalue())
+    return [torch.load(io.BytesIO(data), weights_only=True) for data in out]
 
 
 def _mean_over_ranks(value: float, world: int, device: torch.device) -> float:
@@ -363,7 +370,7 @@ def run_training(config: TrainConfig) -> TrainResult:
         while run.step < config.max_steps:
             out = train_step(
                 run.module, run.optimizer, run.batches.next_step(),
-                clip_norm=config.clip_norm, bf16=run.bf16,
+                clip_norm=config.clip_norm, bf16=run.bf16, single_weight=config.single_weight,
             )  # fmt: skip
             run.scheduler.step()
             run.step += 1

@@ -7,9 +7,10 @@ units are permuted with `(seed, epoch)`; with at least as many units as reading 
 reads every unit and keeps every slots-th sample. Nothing is held beyond the current sample.
 
 All randomness of a sample (flip, which masks, prompts) comes from a generator seeded with
-`(seed, epoch, unit, index)`, so a stream resumed from a `position` yields exactly the samples
-that an uninterrupted stream would have yielded next. A truncated or malformed unit yields a
-`BadData` item naming it (and is logged); the stream goes on with the next unit.
+`(seed, epoch, unit, position of the sample in the unit)`, independent of how the data is split,
+so a stream resumed from a `position` yields exactly the samples that an uninterrupted stream
+would have yielded next. A truncated or malformed unit yields a `BadData` item naming it (and
+is logged); the stream goes on with the next unit.
 """
 
 import logging
@@ -219,7 +220,7 @@ class Sa1bStream(IterableDataset[DataItem | BadData]):
                 index, own = own, own + 1
                 if index < skip:
                     continue
-                item = self._prepare(raw, unit, slot_key, index, name)
+                item = self._prepare(raw, unit, (slot_key, index, n), name)
                 if item is not None:
                     yield item
         except (FormatError, StorageError) as exc:
@@ -227,9 +228,10 @@ class Sa1bStream(IterableDataset[DataItem | BadData]):
             yield BadData(name=name, reason=str(exc))
 
     def _prepare(
-        self, raw: Sa1bSample, unit: int, slot_key: str, index: int, name: str
+        self, raw: Sa1bSample, unit: int, where: tuple[str, int, int], name: str
     ) -> DataItem | BadData | None:
-        seed = [self.config.seed, self.position.epoch, unit, index]
+        slot_key, index, position_in_unit = where
+        seed = [self.config.seed, self.position.epoch, unit, position_in_unit]
         try:
             prepared = decode_sample(raw, self.config, np.random.default_rng(seed))
         except (InvalidImageError, FormatError) as exc:

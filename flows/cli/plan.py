@@ -52,9 +52,9 @@ def seconds_per_image(job: LabelJob, url: str) -> float:
         model_version="dry-run",
         batcher=AdaptiveBatcher(1),
     )
-    labeler.infer([fetched])
+    labeler.finish(labeler.infer([fetched]))
     start = time.perf_counter()
-    labeler.infer([fetched])
+    labeler.finish(labeler.infer([fetched]))
     return time.perf_counter() - start
 
 

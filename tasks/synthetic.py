@@ -18,6 +18,7 @@ from autolabel.storage.rle import encode_mask, rle_bboxes
 from autolabel.storage.sa1b import Sa1bAnnotation, Sa1bImage, Sa1bRecord, Sa1bSample, write_shard
 
 MIN_AREA_PX = 16
+DEFAULT_RADIUS = (0.04, 0.3)
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.float64]:
@@ -33,13 +34,15 @@ def _background(rng: np.random.Generator, height: int, width: int) -> npt.NDArra
     return np.asarray(img)
 
 
-def _shape_mask(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.bool_]:
-    """One random ellipse, rectangle or polygon as an (H, W) bool mask."""
+def _shape_mask(
+    rng: np.random.Generator, height: int, width: int, radius: tuple[float, float]
+) -> npt.NDArray[np.bool_]:
+    """One random ellipse, rectangle or polygon as an (H, W) bool mask (radii: `radius` x side)."""
     canvas = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(canvas)
     side = min(height, width)
     cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-    rx, ry = rng.uniform(0.04, 0.3, size=2) * side
+    rx, ry = rng.uniform(radius[0], radius[1], size=2) * side
     kind = int(rng.integers(3))
     if kind == 0:
         draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=1)
@@ -58,13 +61,25 @@ def _shape_mask(rng: np.random.Generator, height: int, width: int) -> npt.NDArra
 
 
 def synthetic_image(
-    rng: np.random.Generator, *, height: int, width: int, max_shapes: int
+    rng: np.random.Generator,
+    *,
+    height: int,
+    width: int,
+    max_shapes: int,
+    radius: tuple[float, float] = DEFAULT_RADIUS,
 ) -> tuple[npt.NDArray[np.uint8], list[npt.NDArray[np.bool_]]]:
-    """One (H, W, 3) uint8 RGB image and the exact (H, W) bool masks of its visible shapes."""
+    """One (H, W, 3) uint8 RGB image and the exact (H, W) bool masks of its visible shapes.
+
+    Args:
+        rng: The only source of randomness.
+        height, width: Image size in pixels.
+        max_shapes: 1 to `max_shapes` shapes are painted.
+        radius: Range of shape half-sizes as fractions of the image's short side.
+    """
     img = _background(rng, height, width)
     shapes: list[npt.NDArray[np.bool_]] = []
     for _ in range(int(rng.integers(1, max_shapes + 1))):
-        mask = _shape_mask(rng, height, width)
+        mask = _shape_mask(rng, height, width, radius)
         colour = rng.uniform(0, 255, size=3)
         img[mask] = colour + rng.normal(0, 4, size=(int(mask.sum()), 3))
         shapes = [s & ~mask for s in shapes]
@@ -80,9 +95,12 @@ def synthetic_sample(
     height: int = 96,
     width: int = 128,
     max_shapes: int = 6,
+    radius: tuple[float, float] = DEFAULT_RADIUS,
 ) -> Sa1bSample:
     """One SA-1B sample (PNG image + record) with annotation ids `image_id * 1000 + k + 1`."""
-    rgb, masks = synthetic_image(rng, height=height, width=width, max_shapes=max_shapes)
+    rgb, masks = synthetic_image(
+        rng, height=height, width=width, max_shapes=max_shapes, radius=radius
+    )
     rles = [encode_mask(m) for m in masks]
     boxes = rle_bboxes(rles) if rles else np.zeros((0, 4))
     annotations = tuple(
@@ -114,11 +132,14 @@ def iter_synthetic_samples(
     height: int = 96,
     width: int = 128,
     max_shapes: int = 6,
+    radius: tuple[float, float] = DEFAULT_RADIUS,
 ) -> Iterator[Sa1bSample]:
     """`count` samples with image ids `first_id`, `first_id + 1`, ... (deterministic per seed)."""
     for i in range(count):
         rng = np.random.default_rng([seed, first_id + i])
-        yield synthetic_sample(rng, first_id + i, height=height, width=width, max_shapes=max_shapes)
+        yield synthetic_sample(
+            rng, first_id + i, height=height, width=width, max_shapes=max_shapes, radius=radius
+        )
 
 
 def write_synthetic_shards(
@@ -130,6 +151,7 @@ def write_synthetic_shards(
     height: int = 96,
     width: int = 128,
     max_shapes: int = 6,
+    radius: tuple[float, float] = DEFAULT_RADIUS,
 ) -> list[Path]:
     """Write `shards` tar shards `sa_000000.tar`, ... of synthetic samples into `folder`.
 
@@ -142,7 +164,7 @@ def write_synthetic_shards(
         path = folder / f"sa_{s:06d}.tar"
         samples = iter_synthetic_samples(
             images_per_shard, seed=seed, first_id=1 + s * images_per_shard,
-            height=height, width=width, max_shapes=max_shapes,
+            height=height, width=width, max_shapes=max_shapes, radius=radius,
         )  # fmt: skip
         write_shard(path, samples)
         paths.append(path)

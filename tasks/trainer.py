@@ -8,18 +8,12 @@ resumes from `<output>/checkpoints/last.pt` when that exists. Rank 0 appends one
 to `<output>/metrics.jsonl` and writes the final weights to `<output>/model.pt`.
 """
 
-import io
 import json
 import logging
-import os
 import random
-import signal
-import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +21,7 @@ from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from autolabel.models.registry import build_model, get_spec
+from autolabel.models.training.distill import SAM_VIT_H, VitConfig
 from autolabel.models.training.optim import (
     GRAD_CLIP_NORM,
     WEIGHT_DECAY,
@@ -35,13 +30,26 @@ from autolabel.models.training.optim import (
     paper_learning_rate,
 )
 from autolabel.models.training.step import (
+    EncoderDistillModule,
     PromptedSample,
     SamTrainingModule,
+    StepResult,
     bf16_supported,
+    distill_step,
     freeze_batch_norm_stats,
     train_step,
 )
 from autolabel.models.training.weights import save_trained_weights
+from autolabel.storage.objectstore import open_store
+from autolabel.tasks.distillation import TeacherCache, load_teacher
+from autolabel.tasks.distributed import (
+    StopFlag,
+    any_rank,
+    distributed_env,
+    gather,
+    mean_over_ranks,
+    shutdown_distributed,
+)
 from autolabel.tasks.train_state import (
     CHECKPOINT_NAME,
     capture_rng,
@@ -89,6 +97,11 @@ class TrainConfig:
         resume: Resume from `<output>/checkpoints/last.pt` when it exists.
         single_weight: Weight of the loss of SAM's single-mask output (used at inference for
             boxes); 0 trains only the three multimask outputs, exactly the paper's loss.
+        distill_teacher: SAM checkpoint (e.g. sam_vit_h_4b8939.pth): run the encoder
+            distillation stage (L2 to the teacher's embedding) instead of end-to-end training.
+        teacher_cache: Store URL or folder of cached teacher embeddings; None:
+            `<output>/teacher-cache`.
+        teacher_config: Teacher architecture (SAM-ViT-H; smaller ones for tests).
     """
 
     data: str
@@ -111,6 +124,9 @@ class TrainConfig:
     bf16: bool | None = None
     resume: bool = True
     single_weight: float = 1.0
+    distill_teacher: Path | None = None
+    teacher_cache: str | None = None
+    teacher_config: VitConfig = SAM_VIT_H
 
 
 @dataclass(slots=True)
@@ -131,46 +147,6 @@ class TrainResult:
     weights: Path | None = None
     sha256: str | None = None
     bad_data: list[str] = field(default_factory=list)
-
-
-class _StopFlag:
-    """Set by SIGTERM; checked (and agreed over ranks) after every step."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be set from the main thread
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def uninstall(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        del frame
-        log.warning("signal %d received: checkpointing after the current step", signum)
-        self.requested = True
-
-
-def _distributed_env(device: str) -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return rank, world, dev
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002
-    torch.manual_seed(seed)
 
 
 class _Batches:
@@ -222,31 +198,18 @@ class _Batches:
         ]
 
 
-def _gather(obj: Any, world: int) -> list[Any]:
-    """Every rank's `obj` (tensors included), in rank order."""
-    if world == 1:
-        return [obj]
-    buf = io.BytesIO()
-    torch.save(obj, buf)  # pickled tensors do not survive all_gather_object's unpickler
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, buf.getvalue())
-    return [torch.load(io.BytesIO(data), weights_only=True) for data in out]
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    torch.manual_seed(seed)
 
 
-def _mean_over_ranks(value: float, world: int, device: torch.device) -> float:
-    if world == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item()) / world
-
-
-def _any_rank(flag: bool, world: int, device: torch.device) -> bool:
-    if world == 1:
-        return flag
-    t = torch.tensor([int(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+def _teacher_cache(config: TrainConfig, device: torch.device) -> TeacherCache | None:
+    if config.distill_teacher is None:
+        return None
+    encoder, checksum = load_teacher(config.distill_teacher, device, config=config.teacher_config)
+    url = config.teacher_cache or str(config.output / "teacher-cache")
+    return TeacherCache(open_store(url), encoder, checksum)
 
 
 class _Run:
@@ -254,13 +217,18 @@ class _Run:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.rank, self.world, self.device = _distributed_env(config.device)
+        self.rank, self.world, self.device = distributed_env(config.device)
         _seed_everything(config.seed + self.rank)
         spec = get_spec(config.model_name)
         self.model = build_model(config.model_name, config.checkpoint, self.device)
         self.model.train()
         freeze_batch_norm_stats(self.model)
-        module: torch.nn.Module = SamTrainingModule(self.model)
+        self.teacher = _teacher_cache(config, self.device)
+        module: torch.nn.Module = (
+            SamTrainingModule(self.model)
+            if self.teacher is None
+            else EncoderDistillModule(self.model)
+        )
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             module = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
@@ -273,8 +241,9 @@ class _Run:
             warmup_steps=config.warmup_steps,
         )
         stream = StreamConfig(
-            input_size=spec.input_size, max_masks=config.max_masks, seed=config.seed
-        )
+            input_size=spec.input_size, max_masks=config.max_masks, seed=config.seed,
+            teacher_input_size=None if self.teacher is None else config.teacher_config.img_size,
+        )  # fmt: skip
         self.batches = _Batches(config, stream, self.rank, self.world)
         self.bf16 = bf16_supported(self.device) if config.bf16 is None else config.bf16
         self.step = 0
@@ -302,7 +271,7 @@ class _Run:
     def save(self) -> None:
         """Checkpoint (all ranks contribute their position and RNG; rank 0 writes)."""
         mine = {"position": self.batches.position.to_dict(), "rng": capture_rng()}
-        ranks = _gather(mine, self.world)
+        ranks = gather(mine, self.world)
         if self.rank == 0:
             meta = {"model_name": self.config.model_name, "world_size": self.world}
             save_training_state(
@@ -311,6 +280,25 @@ class _Run:
             )  # fmt: skip
         if self.world > 1:
             dist.barrier()
+
+    def train_one_step(self) -> StepResult:
+        """One optimiser step of the configured stage (end-to-end or distillation)."""
+        batches = self.batches.next_step()
+        if self.teacher is None:
+            return train_step(
+                self.module, self.optimizer, batches, clip_norm=self.config.clip_norm,
+                bf16=self.bf16, single_weight=self.config.single_weight,
+            )  # fmt: skip
+        pairs = [
+            (
+                torch.stack([item.sample.image for item in batch]),
+                self.teacher.embeddings([item.sample for item in batch]),
+            )
+            for batch in batches
+        ]
+        return distill_step(
+            self.module, self.optimizer, pairs, clip_norm=self.config.clip_norm, bf16=self.bf16
+        )
 
     def log_step(self, loss: float, mask_loss: float, iou_loss: float) -> None:
         if self.rank != 0:
@@ -363,25 +351,22 @@ def run_training(config: TrainConfig) -> TrainResult:
     run.resume()
     if run.rank == 0:
         _trim_metrics(config.output / "metrics.jsonl", run.step)
-    stop = _StopFlag()
+    stop = StopFlag()
     stop.install()
     result = TrainResult(step=run.step)
     try:
         while run.step < config.max_steps:
-            out = train_step(
-                run.module, run.optimizer, run.batches.next_step(),
-                clip_norm=config.clip_norm, bf16=run.bf16, single_weight=config.single_weight,
-            )  # fmt: skip
+            out = run.train_one_step()
             run.scheduler.step()
             run.step += 1
-            loss = _mean_over_ranks(out.loss, run.world, run.device)
+            loss = mean_over_ranks(out.loss, run.world, run.device)
             result.losses.append(loss)
             run.log_step(
                 loss,
-                _mean_over_ranks(out.mask_loss, run.world, run.device),
-                _mean_over_ranks(out.iou_loss, run.world, run.device),
+                mean_over_ranks(out.mask_loss, run.world, run.device),
+                mean_over_ranks(out.iou_loss, run.world, run.device),
             )
-            stopping = _any_rank(stop.requested, run.world, run.device)
+            stopping = any_rank(stop.requested, run.world, run.device)
             if stopping or run.step % config.checkpoint_every == 0 or run.step == config.max_steps:
                 run.save()
             if stopping:
@@ -396,7 +381,4 @@ def run_training(config: TrainConfig) -> TrainResult:
     return result
 
 
-def shutdown_distributed() -> None:
-    """Leave the process group if one was joined (call once at the end of a torchrun entry)."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+__all__ = ["TrainConfig", "TrainResult", "run_training", "shutdown_distributed"]

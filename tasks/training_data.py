@@ -76,6 +76,7 @@ class StreamConfig:
         max_points: Max foreground points of a point prompt (10).
         flip_probability: Probability of a horizontal flip (0.5).
         seed: Base seed of every per-sample generator and of the unit order.
+        teacher_input_size: Also prepare the distillation teacher's input (1024) when set.
     """
 
     input_size: int
@@ -83,6 +84,7 @@ class StreamConfig:
     max_points: int = 10
     flip_probability: float = 0.5
     seed: int = 0
+    teacher_input_size: int | None = None
 
 
 @dataclass(slots=True)
@@ -149,8 +151,9 @@ def decode_sample(
         return None
     masks = np.stack([decode_rle(record.annotations[i].segmentation) for i in picks])
     sample = prepare_sample(
-        rgb, masks, input_size=config.input_size, flip=flip, image_id=record.image.image_id
-    )
+        rgb, masks, input_size=config.input_size, flip=flip, image_id=record.image.image_id,
+        teacher_input_size=config.teacher_input_size,
+    )  # fmt: skip
     if len(sample.masks) == 0:
         return None
     prompts = sample_prompts(sample.masks, rng, max_points=config.max_points)

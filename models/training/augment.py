@@ -31,11 +31,16 @@ class TrainSample:
         image: (3, S, S) float32 normalised, padded encoder input.
         masks: (M, S, S) bool masks in the same padded frame, none empty.
         image_id: Id of the source image (for logging and the teacher cache).
+        flipped: Whether the image was mirrored (teacher embeddings are cached per flip).
+        teacher_image: (3, 1024, 1024) float32 SAM-preprocessed copy for the distillation
+            teacher, or None outside distillation.
     """
 
     image: Tensor
     masks: Tensor
     image_id: int
+    flipped: bool = False
+    teacher_image: Tensor | None = None
 
 
 def choose_masks(count: int, max_masks: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
@@ -62,6 +67,7 @@ def prepare_sample(
     input_size: int,
     flip: bool,
     image_id: int = 0,
+    teacher_input_size: int | None = None,
 ) -> TrainSample:
     """Resize, optionally flip, normalise and pad one image with its masks.
 
@@ -71,6 +77,7 @@ def prepare_sample(
         input_size: S, the encoder input side (512 for L models, 1024 for XL).
         flip: Mirror image and masks left-right.
         image_id: Carried through to `TrainSample.image_id`.
+        teacher_input_size: Also make the teacher's input at this size (1024) when given.
 
     Returns:
         The sample; masks that vanish after resizing are dropped.
@@ -92,4 +99,10 @@ def prepare_sample(
     h, w = masks.shape[-2:]
     padded = F.pad(masks, (0, input_size - w, 0, input_size - h), value=False)
     keep = padded.flatten(1).any(1)
-    return TrainSample(image=pixels, masks=padded[keep], image_id=image_id)
+    teacher = None
+    if teacher_input_size is not None:
+        teacher = preprocess_image(np.ascontiguousarray(image[:, ::-1]) if flip else image,
+                                   teacher_input_size)  # fmt: skip
+    return TrainSample(
+        image=pixels, masks=padded[keep], image_id=image_id, flipped=flip, teacher_image=teacher
+    )

@@ -4,6 +4,11 @@ Mask loss per predicted mask: `20 * focal + 1 * dice` (paper, sec. 3.2; focal wi
 alpha 0.25, gamma 2, averaged over pixels). Of the three multimask outputs only the one with the
 lowest mask loss is back-propagated. The IoU head is trained with the MSE between each output's
 predicted IoU and its actual IoU with the ground truth (the actual IoU is a target: no gradient).
+
+SAM's decoder also has a fourth, single-mask output, which inference uses for boxes and for
+several points. The paper does not train it (its decoder starts from SAM-ViT-H's); so that
+fine-tuning improves that output too, `multimask_loss` can add its mask and IoU loss with weight
+`single_weight` (0 gives the paper's loss exactly).
 """
 
 from dataclasses import dataclass
@@ -69,13 +74,30 @@ def mask_iou(pred_bool: Tensor, gt_bool: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), 1.0)
 
 
-def multimask_loss(logits_bchw: Tensor, iou_pred_bc: Tensor, gt_bool_bhw: Tensor) -> MaskLoss:
-    """The paper's loss of B prompts with C outputs each.
+def _mask_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    return FOCAL_WEIGHT * sigmoid_focal_loss(logits, targets) + DICE_WEIGHT * dice_loss(
+        logits, targets
+    )
+
+
+def multimask_loss(
+    logits_bchw: Tensor,
+    iou_pred_bc: Tensor,
+    gt_bool_bhw: Tensor,
+    *,
+    single_logits_bhw: Tensor | None = None,
+    single_iou_b: Tensor | None = None,
+    single_weight: float = 0.0,
+) -> MaskLoss:
+    """The paper's loss of B prompts with C outputs each, optionally plus the single output.
 
     Args:
-        logits_bchw: (B, C, H, W) mask logits, in the same frame and size as the targets.
-        iou_pred_bc: (B, C) IoU predictions.
+        logits_bchw: (B, C, H, W) multimask logits, in the same frame and size as the targets.
+        iou_pred_bc: (B, C) their IoU predictions.
         gt_bool_bhw: (B, H, W) bool ground-truth masks.
+        single_logits_bhw: (B, H, W) logits of the single-mask output, or None.
+        single_iou_b: (B,) its IoU predictions (required with `single_logits_bhw`).
+        single_weight: Weight of the single output's mask + IoU loss.
 
     Returns:
         The loss terms, computed in float32.
@@ -90,14 +112,19 @@ def multimask_loss(logits_bchw: Tensor, iou_pred_bc: Tensor, gt_bool_bhw: Tensor
             f"{tuple(gt_bool_bhw.shape)} and {tuple(iou_pred_bc.shape)}"
         )
     logits = logits_bchw.float()
-    targets = gt_bool_bhw[:, None].expand(b, c, h, w).float()
-    per_output = FOCAL_WEIGHT * sigmoid_focal_loss(logits, targets) + DICE_WEIGHT * dice_loss(
-        logits, targets
-    )
-    mask = per_output.min(dim=1).values.mean()
+    expanded = gt_bool_bhw[:, None].expand(b, c, h, w)
+    mask = _mask_loss(logits, expanded.float()).min(dim=1).values.mean()
     with torch.no_grad():
-        actual = mask_iou(logits > 0, gt_bool_bhw[:, None].expand(b, c, h, w))
+        actual = mask_iou(logits > 0, expanded)
     iou = F.mse_loss(iou_pred_bc.float(), actual)
+    if single_logits_bhw is not None and single_iou_b is not None and single_weight > 0:
+        single = single_logits_bhw.float()
+        single_mask = _mask_loss(single, gt_bool_bhw.float()).mean()
+        with torch.no_grad():
+            single_actual = mask_iou(single > 0, gt_bool_bhw)
+        single_iou = F.mse_loss(single_iou_b.float(), single_actual)
+        mask = mask + single_weight * single_mask
+        iou = iou + single_weight * single_iou
     return MaskLoss(total=mask + iou, mask=mask, iou=iou, count=b)
 
 

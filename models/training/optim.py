@@ -1,7 +1,7 @@
 """AdamW with the paper's settings and a cosine decay to 0.
 
-Weight decay 0.1 applies to weights of convolutions and linear layers; normalisation layers'
-parameters, biases and other 1-d parameters (and SAM's learned embeddings) get none.
+Weight decay 0.1 applies to every weight except those of normalisation layers, biases and other
+1-d parameters (convolution, linear and SAM's prompt-embedding weights decay).
 """
 
 import math
@@ -31,7 +31,7 @@ def _no_decay_names(model: nn.Module) -> set[str]:
         is_norm = isinstance(module, _NORMS) or type(module).__name__.endswith("LayerNorm2d")
         for param_name, param in module.named_parameters(recurse=False):
             full = f"{module_name}.{param_name}" if module_name else param_name
-            if is_norm or param.ndim <= 1 or isinstance(module, nn.Embedding):
+            if is_norm or param.ndim <= 1:
                 names.add(full)
     return names
 
@@ -39,7 +39,7 @@ def _no_decay_names(model: nn.Module) -> set[str]:
 def parameter_groups(
     model: nn.Module, *, weight_decay: float = WEIGHT_DECAY
 ) -> list[dict[str, object]]:
-    """Two AdamW groups: `decay` (conv/linear weights) and `no_decay` (norms, biases, 1-d).
+    """Two AdamW groups: `decay` (>= 2-d weights) and `no_decay` (norms, biases, 1-d).
 
     Only parameters with `requires_grad` are included; order follows `named_parameters()`.
     """

@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
-from autolabel.models.efficientvit_sam.sam import EfficientViTSam
+from autolabel.models.efficientvit_sam.sam import EfficientViTSam, predict_masks_shared_image
 from autolabel.models.training.augment import TrainSample
-from autolabel.models.training.losses import MaskLoss, multimask_loss
+from autolabel.models.training.losses import MaskLoss, distillation_loss, multimask_loss
 from autolabel.models.training.prompts import PromptBatch
 
 
@@ -35,7 +35,7 @@ class StepResult:
         mask_loss: Mean `20 * focal + dice` of the chosen outputs.
         iou_loss: Mean IoU-head MSE.
         grad_norm: Total gradient norm before clipping.
-        masks: Number of masks (prompts) in the step on this process.
+        masks: Number of masks (prompts; images when distilling) in the step on this process.
     """
 
     loss: float
@@ -70,15 +70,16 @@ class SamTrainingModule(nn.Module):
     def forward(
         self, images: Tensor, prompts: Sequence[PromptBatch]
     ) -> list[tuple[Tensor, Tensor]]:
-        """Mask logits and IoU predictions of every prompt.
+        """Mask logits and IoU predictions of every prompt, all four decoder outputs.
 
         Args:
             images: (N, 3, S, S) float encoder inputs.
             prompts: N prompt batches (1024 prompt frame).
 
         Returns:
-            Per image: logits (M, 3, S, S) upsampled bilinearly from 256 x 256, and IoU
-            predictions (M, 3); prompts ordered box prompts first, then point prompts.
+            Per image: logits (M, 4, S, S) upsampled bilinearly from 256 x 256, and IoU
+            predictions (M, 4); output 0 is the single-mask output, 1-3 the multimask outputs;
+            prompts ordered box prompts first, then point prompts.
         """
         size = images.shape[-1]
         embeddings = self.model(images)
@@ -100,23 +101,38 @@ class SamTrainingModule(nn.Module):
     def _decode(
         self, emb: Tensor, points: tuple[Tensor, Tensor] | None, boxes: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        return self.model.decode(
-            emb, points=points, boxes=boxes, mask_input=None, multimask_output=True
+        encoder = self.model.prompt_encoder
+        sparse, dense = encoder(points=points, boxes=boxes, masks=None)
+        return predict_masks_shared_image(
+            self.model.mask_decoder, emb + dense[:1], encoder.get_dense_pe(), sparse
         )
 
 
-def micro_batch_loss(module: nn.Module, batch: Sequence[PromptedSample]) -> MaskLoss:
-    """The paper's loss over all masks of the images in `batch` (weighted per mask)."""
+def micro_batch_loss(
+    module: nn.Module, batch: Sequence[PromptedSample], *, single_weight: float = 0.0
+) -> MaskLoss:
+    """The loss over all masks of the images in `batch` (weighted per mask).
+
+    Args:
+        module: `SamTrainingModule`, possibly DDP-wrapped.
+        batch: Prepared samples with prompts.
+        single_weight: Weight of the single-mask output's loss (0: the paper's loss).
+    """
     device = next(module.parameters()).device
     images = torch.stack([item.sample.image for item in batch]).to(device)
     outputs = module(images, [item.prompts for item in batch])
-    logits, ious, targets = [], [], []
-    for item, (lg, iou) in zip(batch, outputs, strict=True):
-        order = torch.cat([item.prompts.box_index, item.prompts.point_index])
-        logits.append(lg)
-        ious.append(iou)
-        targets.append(item.sample.masks[order].to(device))
-    return multimask_loss(torch.cat(logits), torch.cat(ious), torch.cat(targets))
+    logits = torch.cat([lg for lg, _ in outputs])
+    ious = torch.cat([iou for _, iou in outputs])
+    targets = torch.cat(
+        [
+            item.sample.masks[torch.cat([item.prompts.box_index, item.prompts.point_index])]
+            for item in batch
+        ]
+    ).to(device)
+    return multimask_loss(
+        logits[:, 1:], ious[:, 1:], targets,
+        single_logits_bhw=logits[:, 0], single_iou_b=ious[:, 0], single_weight=single_weight,
+    )  # fmt: skip
 
 
 def autocast_context(
@@ -145,6 +161,7 @@ def train_step(
     *,
     clip_norm: float,
     bf16: bool = False,
+    single_weight: float = 0.0,
 ) -> StepResult:
     """One optimiser step over `micro_batches` with gradient accumulation.
 
@@ -158,6 +175,7 @@ def train_step(
         micro_batches: Non-empty list of non-empty micro-batches.
         clip_norm: Max total gradient L2 norm.
         bf16: Run the forward under bf16 autocast.
+        single_weight: Weight of the single-mask output's loss (0: the paper's loss).
     """
     device = next(module.parameters()).device
     optimizer.zero_grad(set_to_none=True)
@@ -165,7 +183,7 @@ def train_step(
     masks = 0
     for i, batch in enumerate(micro_batches):
         with _no_sync(module, i == len(micro_batches) - 1), autocast_context(device, bf16):
-            loss = micro_batch_loss(module, batch)
+            loss = micro_batch_loss(module, batch, single_weight=single_weight)
             torch.autograd.backward(loss.total / len(micro_batches))
         totals += torch.tensor([loss.total.item(), loss.mask.item(), loss.iou.item()])
         masks += loss.count
@@ -180,3 +198,56 @@ def iter_chunks(items: Sequence[PromptedSample], size: int) -> Iterator[list[Pro
     """Split `items` into consecutive chunks of `size` (the last may be shorter)."""
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+class EncoderDistillModule(nn.Module):
+    """The image encoder alone, for the distillation stage (prompt encoder/decoder frozen).
+
+    Args:
+        model: The student; its prompt encoder and mask decoder get `requires_grad=False`.
+    """
+
+    def __init__(self, model: EfficientViTSam) -> None:
+        super().__init__()
+        self.model = model
+        for part in (model.prompt_encoder, model.mask_decoder):
+            for param in part.parameters():
+                param.requires_grad_(False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(N, 3, S, S) encoder inputs -> (N, 256, 64, 64) embeddings."""
+        out: Tensor = self.model(images)
+        return out
+
+
+def distill_step(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: Sequence[tuple[Tensor, Tensor]],
+    *,
+    clip_norm: float,
+    bf16: bool = False,
+) -> StepResult:
+    """One optimiser step of L2 distillation with gradient accumulation.
+
+    Args:
+        module: `EncoderDistillModule`, possibly DDP-wrapped.
+        optimizer: Over the encoder's parameters.
+        micro_batches: (images (N, 3, S, S), teacher embeddings (N, 256, 64, 64)) pairs.
+        clip_norm: Max total gradient L2 norm.
+        bf16: Run the student under bf16 autocast.
+    """
+    device = next(module.parameters()).device
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for i, (images, targets) in enumerate(micro_batches):
+        with _no_sync(module, i == len(micro_batches) - 1), autocast_context(device, bf16):
+            loss = distillation_loss(module(images.to(device)), targets.to(device))
+            torch.autograd.backward(loss / len(micro_batches))
+        total += loss.item()
+    params = [p for p in module.parameters() if p.grad is not None]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip_norm)
+    optimizer.step()
+    mean = total / len(micro_batches)
+    count = sum(int(images.shape[0]) for images, _ in micro_batches)
+    return StepResult(mean, 0.0, 0.0, float(grad_norm), count)

@@ -10,6 +10,13 @@ and measures:
   runs against a moto S3 server started here).
 
 Usage: python bench/storage_throughput.py [--quick] [--json out.json] [--pg-url URL]
+
+Measured 2026-11-27 on the 2-core dev machine shared with other jobs (1-min load average ~5),
+full run (1,000,000 annotations, 10 per image, 640x480 blob masks):
+- write_image_batch: 96,900 rows/s wall; 155,000 rows per CPU second (client 2.4 s + PostgreSQL
+  backend 4.1 s for 1M rows), so about 2x headroom on an idle machine.
+- write_annotations (ON CONFLICT): 89,000 rows/s wall; ORM add_all: 3,100 rows/s.
+- COCO export of 1M annotations: 10.1 s, peak RSS 188 MiB, 354 MiB of JSON.
 """
 
 import argparse

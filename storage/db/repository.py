@@ -29,6 +29,7 @@ from autolabel.storage.db.tables import (
     ImageStatus,
     LabelRun,
     ResultStatus,
+    ReviewStatus,
     RunStatus,
 )
 
@@ -284,3 +285,20 @@ def delete_dataset(session: Session, *, dataset_id: int) -> int:
     deleted = session.execute(delete(Annotation).where(Annotation.dataset_id == dataset_id))
     session.execute(delete(Dataset).where(Dataset.id == dataset_id))
     return int(deleted.rowcount)  # type: ignore[attr-defined]
+
+
+def set_review_status(
+    session: Session, *, annotation_ids: Sequence[int], status: ReviewStatus
+) -> int:
+    """Record a human review decision on annotations; returns how many rows changed.
+
+    Rejected annotations are left out of COCO exports unless asked for.
+    """
+    changed = 0
+    for start in range(0, len(annotation_ids), _CHUNK):
+        chunk = list(annotation_ids[start : start + _CHUNK])
+        result = session.execute(
+            update(Annotation).where(Annotation.id.in_(chunk)).values(review_status=status)
+        )
+        changed += int(result.rowcount)  # type: ignore[attr-defined]
+    return changed

@@ -23,8 +23,9 @@ from autolabel.storage.db.repository import (
     ensure_categories,
     get_or_create_dataset,
     register_images,
+    set_review_status,
 )
-from autolabel.storage.db.tables import Annotation, ResultStatus
+from autolabel.storage.db.tables import Annotation, ResultStatus, ReviewStatus
 from autolabel.storage.errors import FormatError
 from autolabel.storage.rle import decode_rle, encode_masks, rle_areas, rle_bboxes
 
@@ -171,6 +172,21 @@ def test_export_filters_by_score_and_run(session: Session, tmp_path: Path) -> No
         session, dataset_id=other_dataset, destination=out, flt=ExportFilter(run_id=other_run)
     )
     assert len(json.loads(out.read_text())["annotations"]) == 10
+
+
+def test_rejected_annotations_are_left_out_unless_asked(session: Session, tmp_path: Path) -> None:
+    dataset_id, _run = populate(session)
+    ids = session.execute(select(Annotation.id).order_by(Annotation.id)).scalars().all()
+    assert set_review_status(session, annotation_ids=ids[:3], status=ReviewStatus.REJECTED) == 3
+    set_review_status(session, annotation_ids=ids[3:4], status=ReviewStatus.ACCEPTED)
+    out = tmp_path / "r.json"
+    export_coco(session, dataset_id=dataset_id, destination=out)
+    kept = {a["id"] for a in json.loads(out.read_text())["annotations"]}
+    assert kept == set(ids[3:])
+    export_coco(
+        session, dataset_id=dataset_id, destination=out, flt=ExportFilter(include_rejected=True)
+    )
+    assert len(json.loads(out.read_text())["annotations"]) == len(ids)
 
 
 def test_import_roundtrip_is_idempotent(session: Session, tmp_path: Path) -> None:

@@ -1,37 +1,14 @@
 """`autolabel doctor` against the real PostgreSQL server and moto S3, and with each one down."""
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port
+from tests.integration.cli.conftest import run_cli
 
 pytestmark = pytest.mark.integration
-
-
-def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    code = f"from autolabel.flows.cli import main; main({args!r})"
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-@pytest.fixture
-def base_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOLABEL_", "PREFECT_API"))}
-    env.update(
-        AUTOLABEL_HOME=str(tmp_path / "home"),
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing-secret-key",  # noqa: S106 - moto accepts any key
-        AWS_DEFAULT_REGION="us-east-1",
-        PREFECT_HOME=str(tmp_path / "prefect"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    )
-    return env
 
 
 def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:

@@ -1,0 +1,32 @@
+"""Fixtures for command-line tests: a clean environment and a way to run `autolabel`."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `autolabel ARGS` in a fresh interpreter (as the console script does)."""
+    code = f"from autolabel.flows.cli import main; main({args!r})"
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """The machine's environment without autolabel or Prefect API settings, homes in tmp_path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOLABEL_", "PREFECT_API"))}
+    env.update(
+        AUTOLABEL_HOME=str(tmp_path / "home"),
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing-secret-key",  # noqa: S106 - moto accepts any key
+        AWS_DEFAULT_REGION="us-east-1",
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        COLUMNS="200",
+    )
+    return env

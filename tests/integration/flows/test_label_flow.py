@@ -4,6 +4,7 @@ Tiny random-weight models (`grounding-dino-test`, `efficientvit-sam-test`) keep 
 thresholds are 0 so that every decodable image gets boxes and masks.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +157,38 @@ def test_too_many_failures_abort_the_run(flow_env: FlowEnv, tmp_path: Path) -> N
         "WHERE d.name = 'aborting'",
     )
     assert status == [("aborted",)]
+
+
+def test_boxes_from_coco_are_segmented_without_the_detector(
+    flow_env: FlowEnv, tmp_path: Path
+) -> None:
+    write_good_images(tmp_path / "imgs", 4, np.random.default_rng(7), max_side=120)
+    flow_env.upload_folder(tmp_path / "imgs", "images/")
+    names = sorted(p.name for p in (tmp_path / "imgs").iterdir())
+    coco = {
+        "images": [
+            {"id": i, "file_name": n, "width": 60, "height": 60} for i, n in enumerate(names)
+        ],
+        "categories": [{"id": 1, "name": "crate"}, {"id": 2, "name": "drum"}],
+        "annotations": [
+            {"id": 10 + i, "image_id": i, "category_id": 1 + i % 2, "bbox": [5, 5, 40, 30]}
+            for i in range(3)  # the fourth image has no boxes
+        ],
+    }
+    flow_env.s3().put_object(
+        Bucket=flow_env.bucket, Key="boxes/coco.json", Body=json.dumps(coco).encode()
+    )
+    summary = autolabel_dataset(
+        make_job(
+            flow_env, "from-boxes", prompts=[], boxes_from=f"s3://{flow_env.bucket}/boxes/coco.json"
+        )
+    )
+    assert (summary.images_done, summary.images_failed) == (4, 0)
+    assert set(summary.annotations_per_category) == {"crate", "drum"}
+    assert 0 < summary.annotations <= 3
+    runs = db_rows(
+        flow_env,
+        "SELECT r.detector_model FROM label_runs r JOIN datasets d ON d.id = r.dataset_id "
+        "WHERE d.name = 'from-boxes'",
+    )
+    assert runs == [("boxes_from",)]

@@ -297,7 +297,10 @@ def _listing_rows(listing: Callable[[str, bool], list[dict[str, Any]]], quick: b
 def print_table(results: dict[str, Any]) -> None:
     """Human-readable summary."""
     orm, export = results["orm_add_all"], results["coco_export"]
+    quick = results["quick"]
     lines = [
+        f"{'QUICK mode: ' if quick else ''}{results['annotations_target']:,} annotations "
+        f"({'the full run uses 1,000,000' if quick else 'full run'})",
         f"load average (1 min) during inserts: {results['bulk_insert']['load_average_1m']:.1f} "
         f"on {os.cpu_count()} CPUs",
         f"{'case':<52}{'rows':>11}{'seconds':>9}{'per second':>13}",

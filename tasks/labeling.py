@@ -96,6 +96,7 @@ class ShardLabeler:
         category_ids: Database category id by category name.
         model_version: Recorded on every annotation.
         batcher: Encoder batch size, halved on out-of-memory and remembered.
+        detect_batcher: The same for the box source.
     """
 
     box_source: BoxSource
@@ -103,6 +104,7 @@ class ShardLabeler:
     category_ids: dict[str, int]
     model_version: str
     batcher: AdaptiveBatcher
+    detect_batcher: AdaptiveBatcher
     failures: dict[str, int] = field(default_factory=dict)
 
     def infer(self, batch: list[Fetched]) -> list[Inferred]:
@@ -111,11 +113,7 @@ class ShardLabeler:
         Images without boxes skip the image encoder.
         """
         decoded = [(f.ref, f.image) for f in batch if f.image is not None]
-        detections = (
-            self.box_source.boxes([r for r, _ in decoded], [im.rgb for _, im in decoded])
-            if decoded
-            else []
-        )
+        detections = self.detect_batcher.run(decoded, self._detect)
         found = {
             ref.image_id: (image, det)
             for (ref, image), det in zip(decoded, detections, strict=True)
@@ -151,6 +149,9 @@ class ShardLabeler:
             status=ResultStatus.FAILED,
             failure_reason=reason,
         )
+
+    def _detect(self, pairs: Sequence[tuple[ImageRef, DecodedImage]]) -> list[Detections]:
+        return self.box_source.boxes([ref for ref, _ in pairs], [image.rgb for _, image in pairs])
 
     def _segment(
         self, pairs: Sequence[tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]]

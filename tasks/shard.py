@@ -59,6 +59,7 @@ def run_shard(
         category_ids=ctx.category_ids,
         model_version=ctx.segmenter_version,
         batcher=AdaptiveBatcher(job.batch_size),
+        detect_batcher=AdaptiveBatcher(job.batch_size),
     )
     counter = _Counter()
 

@@ -139,6 +139,7 @@ class TrainResult:
         interrupted: Stopped by SIGTERM after checkpointing.
         weights: Final weights file (rank 0, when finished), and its sha256.
         bad_data: Names of units or samples reported unreadable and skipped.
+        teacher_hits, teacher_misses: Teacher embeddings read from the cache / computed.
     """
 
     step: int
@@ -147,6 +148,8 @@ class TrainResult:
     weights: Path | None = None
     sha256: str | None = None
     bad_data: list[str] = field(default_factory=list)
+    teacher_hits: int = 0
+    teacher_misses: int = 0
 
 
 class _Batches:
@@ -374,6 +377,9 @@ def run_training(config: TrainConfig) -> TrainResult:
                 break
         result.step = run.step
         result.bad_data = list(run.batches.bad)
+        if run.teacher is not None:
+            result.teacher_hits = run.teacher.stats.hits
+            result.teacher_misses = run.teacher.stats.misses
         if not result.interrupted:
             _finish(run, result)
     finally:

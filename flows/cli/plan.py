@@ -51,6 +51,7 @@ def seconds_per_image(job: LabelJob, url: str) -> float:
         category_ids=dict.fromkeys(job_categories(job), 0),
         model_version="dry-run",
         batcher=AdaptiveBatcher(1),
+        detect_batcher=AdaptiveBatcher(1),
     )
     labeler.finish(labeler.infer([fetched]))
     start = time.perf_counter()

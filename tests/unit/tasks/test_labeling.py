@@ -68,6 +68,7 @@ def make_labeler(parts: tuple[torch.nn.Module, AdaptiveBatcher]) -> ShardLabeler
         category_ids={"thing": 5},
         model_version="test@random",
         batcher=batcher,
+        detect_batcher=AdaptiveBatcher(4),
     )
 
 
@@ -115,3 +116,25 @@ def test_outcomes_in_order_with_failures_and_empty_images(
             assert ann.category_id == 5
             assert ann.model_version == "test@random"
             assert 0.0 <= (ann.stability_score or 0.0) <= 1.0
+
+
+def test_detector_out_of_memory_halves_its_batch(
+    labeler_parts: tuple[torch.nn.Module, AdaptiveBatcher],
+) -> None:
+    sizes: list[int] = []
+
+    class SmallDevice(OneBoxPerBrightImage):
+        def boxes(
+            self, refs: Sequence[ImageRef], images: Sequence[npt.NDArray[np.uint8]]
+        ) -> list[Detections]:
+            sizes.append(len(images))
+            if len(images) > 1:
+                raise torch.OutOfMemoryError("CUDA out of memory")
+            return super().boxes(refs, images)
+
+    labeler = make_labeler(labeler_parts)
+    labeler.box_source = SmallDevice()
+    outcomes = labeler.finish(labeler.infer([fetched(i, 200) for i in range(4)]))
+    assert [o.status for o in outcomes] == [ResultStatus.DONE] * 4
+    assert sizes == [4, 2, 1, 1, 1, 1]
+    assert labeler.detect_batcher.batch_size == 1

@@ -192,3 +192,34 @@ def test_boxes_from_coco_are_segmented_without_the_detector(
         "WHERE d.name = 'from-boxes'",
     )
     assert runs == [("boxes_from",)]
+
+
+def test_manifest_names_the_images_to_label(flow_env: FlowEnv, tmp_path: Path) -> None:
+    write_good_images(tmp_path / "imgs", 5, np.random.default_rng(8), max_side=100)
+    flow_env.upload_folder(tmp_path / "imgs", "images/")
+    names = sorted(p.name for p in (tmp_path / "imgs").iterdir())
+    manifest = "\n".join(
+        [
+            "# two keys relative to the source, one full URL, one JSON line",
+            names[0],
+            names[1],
+            f"s3://{flow_env.bucket}/images/{names[2]}",
+            json.dumps({"key": names[3]}),
+        ]
+    )
+    flow_env.s3().put_object(Bucket=flow_env.bucket, Key="lists/today.txt", Body=manifest.encode())
+    summary = autolabel_dataset(
+        make_job(
+            flow_env,
+            "from-manifest",
+            pattern=None,
+            manifest=f"s3://{flow_env.bucket}/lists/today.txt",
+        )
+    )
+    assert (summary.images_done, summary.images_failed) == (4, 0)
+    keys = db_rows(
+        flow_env,
+        "SELECT i.storage_key FROM images i JOIN datasets d ON d.id = i.dataset_id "
+        "WHERE d.name = 'from-manifest' ORDER BY 1",
+    )
+    assert [k[0] for k in keys] == [f"s3://{flow_env.bucket}/images/{n}" for n in names[:4]]

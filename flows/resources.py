@@ -65,6 +65,7 @@ def runtime_for(settings: Settings, *, device_limit: str | None = None) -> Runti
         s3=s3_config(settings),
         weights_dir=settings.resolved_weights_dir,
         device=settings.device,
+        storage_url=settings.resolved_storage_url,
         device_limit=device_limit,
     )
 

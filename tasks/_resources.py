@@ -40,6 +40,7 @@ class Runtime:
         weights_dir: Folder of checkpoint files.
         device: "cpu", "cuda" or "cuda:N" ("auto" is resolved by `resolve_device`).
         download_weights: Fetch missing official weights (checksum-verified) when online.
+        storage_url: The default object store (trained weights go below it, in `models/`).
         device_limit: Prefect global concurrency limit that device work holds a slot of, or None
             (an ephemeral API has one process only, and no expiry of a killed holder's lease).
     """
@@ -49,6 +50,7 @@ class Runtime:
     weights_dir: Path
     device: str = "cpu"
     download_weights: bool = True
+    storage_url: str = ""
     device_limit: str | None = None
 
 

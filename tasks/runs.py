@@ -2,16 +2,18 @@
 
 from prefect import task
 from prefect.runtime import flow_run
+from sqlalchemy.orm import Session
 
 from autolabel.storage.db import queries, repository
 from autolabel.storage.db.engine import session_scope
+from autolabel.storage.db.model_versions import get_model_version
 from autolabel.storage.db.tables import RunStatus
 from autolabel.tasks import _resources
 from autolabel.tasks.box_sources import CocoBoxes
 from autolabel.tasks.label import box_source_for
 from autolabel.tasks.params import LabelJob, RunContext, RunSummary
 from autolabel.tasks.retry import retry_transient
-from autolabel.tasks.weights import detector_version, segmenter_version
+from autolabel.tasks.weights import SegmenterWeights, detector_version, resolve_segmenter
 
 
 def job_categories(job: LabelJob) -> tuple[str, ...]:
@@ -23,23 +25,28 @@ def job_categories(job: LabelJob) -> tuple[str, ...]:
     return job.prompt_set().categories
 
 
-def job_versions(job: LabelJob) -> tuple[str, str, str]:
-    """(detector version, segmenter version, work key) of a job."""
+def _registered_id(session: Session, name: str | None) -> int | None:
+    return None if name is None else get_model_version(session, name=name).id
+
+
+def job_versions(job: LabelJob) -> tuple[str, SegmenterWeights, str]:
+    """(detector version, segmenter weights, work key) of a job."""
     rt = _resources.runtime()
-    seg_version = segmenter_version(job.segmenter, rt, random_weights=job.random_weights)
+    segmenter = resolve_segmenter(job.segmenter, rt, random_weights=job.random_weights)
     det_version = (
         detector_version(job.detector, rt, random_weights=job.random_weights)
         if job.boxes_from is None
         else "boxes_from"
     )
-    work_key = job.work_key(detector_version=det_version, segmenter_version=seg_version)
-    return det_version, seg_version, work_key
+    work_key = job.work_key(detector_version=det_version, segmenter_version=segmenter.version)
+    return det_version, segmenter, work_key
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
 def start_run(job: LabelJob) -> RunContext:
     """Create (or find) the dataset and categories and insert a `running` label run."""
-    det_version, seg_version, work_key = job_versions(job)
+    det_version, segmenter, work_key = job_versions(job)
+    seg_version = segmenter.version
     with session_scope(_resources.engine()) as session:
         dataset_id = repository.get_or_create_dataset(session, name=job.dataset)
         category_ids = repository.ensure_categories(
@@ -52,6 +59,7 @@ def start_run(job: LabelJob) -> RunContext:
             parameters=job.model_dump(mode="json"),
             detector_model=det_version,
             segmenter_model=seg_version,
+            model_version_id=_registered_id(session, segmenter.registered),
             flow_run_id=str(flow_run.get_id() or ""),
         )
     return RunContext(

@@ -5,6 +5,7 @@ a resumed job labels its remaining images with the same (meaningless) weights: t
 smoke runs and tests, and their labels are marked with the version `<name>@random`.
 """
 
+import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from transformers import BertTokenizer, GroundingDinoForObjectDetection
 from autolabel.models.detection import DetectionConfig
 from autolabel.models.efficientvit_sam.optimize import prepare_for_inference
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
-from autolabel.models.errors import UnknownModelError
+from autolabel.models.errors import ChecksumMismatchError, UnknownModelError
 from autolabel.models.grounding_dino.checkpoint import build_model as build_detector_model
 from autolabel.models.grounding_dino.checkpoint import load_model as load_detector_model
 from autolabel.models.grounding_dino.config import get_spec as get_detector_spec
@@ -23,6 +24,7 @@ from autolabel.models.grounding_dino.detector import GroundingDinoDetector, Runt
 from autolabel.models.grounding_dino.text import load_tokenizer
 from autolabel.models.registry import build_model, get_spec
 from autolabel.models.weights import WeightFile, sha256_of
+from autolabel.storage.db.records import ModelVersionInfo
 from autolabel.storage.weights import ensure_weights
 from autolabel.tasks._resources import Runtime
 
@@ -33,24 +35,96 @@ def _seeded(name: str) -> None:
     torch.manual_seed(zlib.crc32(name.encode()))
 
 
+PRODUCTION_SUFFIX = "@production"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterWeights:
+    """Which weights a segmenter name resolves to.
+
+    Attributes:
+        spec_name: Registry architecture, e.g. "efficientvit-sam-l0".
+        path: Local weights file, or None for seeded random weights.
+        sha256: Expected digest of `path` (None when the release has no pinned digest).
+        version: Identity recorded on labels and in the work key: `<name>@<sha256 prefix>`.
+        registered: The model version's name when it comes from the registry, else None.
+    """
+
+    spec_name: str
+    path: Path | None
+    sha256: str | None
+    version: str
+    registered: str | None = None
+
+
+def resolve_segmenter(name: str, rt: Runtime, *, random_weights: bool) -> SegmenterWeights:
+    """Resolve `name`: a released model ("efficientvit-sam-l0"), a registered version name, or
+    "<variant>@production" (the variant's production version)."""
+    if random_weights:
+        get_spec(name)  # unknown names fail here, listing the known ones
+        return SegmenterWeights(name, None, None, f"{name}@{RANDOM}")
+    try:
+        spec = get_spec(name)
+    except UnknownModelError:
+        return _registered(name)
+    path = ensure_weights(spec.weights, rt.weights_dir, download=rt.download_weights)
+    digest = spec.weights.sha256 or sha256_of(path)
+    return SegmenterWeights(name, path, spec.weights.sha256, f"{name}@{digest[:16]}")
+
+
+def _registered(name: str) -> SegmenterWeights:
+    from autolabel.storage.db.engine import session_scope
+    from autolabel.storage.db.model_versions import get_model_version, get_production_model
+    from autolabel.tasks import _resources
+
+    with session_scope(_resources.engine()) as session:
+        if name.endswith(PRODUCTION_SUFFIX):
+            variant = name.removesuffix(PRODUCTION_SUFFIX)
+            version = get_production_model(session, variant=variant)
+            if version is None:
+                raise UnknownModelError(f"expected a production version of {variant!r}, found none")
+        else:
+            version = get_model_version(session, name=name)
+    path = fetch_version_weights(version)
+    return SegmenterWeights(
+        version.variant, path, version.sha256, f"{version.name}@{version.sha256[:16]}",
+        registered=version.name,
+    )  # fmt: skip
+
+
+def fetch_version_weights(version: ModelVersionInfo) -> Path:
+    """A registered version's weights in `<weights>/versions/`, downloaded once, sha256-checked."""
+    from autolabel.tasks import _resources
+
+    path = _resources.runtime().weights_dir / "versions" / f"{version.name}.pt"
+    if not (path.is_file() and sha256_of(path) == version.sha256):
+        folder, key = version.storage_uri.rsplit("/", 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        with _resources.store(folder).open(key) as source, partial.open("wb") as target:
+            shutil.copyfileobj(source, target, length=1 << 20)
+        partial.replace(path)
+    digest = sha256_of(path)
+    if digest != version.sha256:
+        raise ChecksumMismatchError(
+            f"expected sha256 {version.sha256} for {version.storage_uri}, got {digest}"
+        )
+    return path
+
+
 def segmenter_version(name: str, rt: Runtime, *, random_weights: bool) -> str:
     """`<name>@<sha256 prefix of the weights>` or `<name>@random`; part of the job's work key."""
-    if random_weights:
-        return f"{name}@{RANDOM}"
-    spec = get_spec(name)
-    path = ensure_weights(spec.weights, rt.weights_dir, download=rt.download_weights)
-    return f"{name}@{(spec.weights.sha256 or sha256_of(path))[:16]}"
+    return resolve_segmenter(name, rt, random_weights=random_weights).version
 
 
 def load_segmenter(name: str, rt: Runtime, *, device: str, random_weights: bool) -> EfficientViTSam:
-    """Build EfficientViT-SAM `name` with its official weights (or seeded random ones)."""
-    if random_weights:
+    """Build the segmenter `name` resolves to, with its weights (or seeded random ones)."""
+    weights = resolve_segmenter(name, rt, random_weights=random_weights)
+    if weights.path is None:
         _seeded(name)
-        model = build_model(name)
+        model = build_model(weights.spec_name)
     else:
-        spec = get_spec(name)
-        path = ensure_weights(spec.weights, rt.weights_dir, download=rt.download_weights)
-        model = build_model(name, path)
+        model = build_model(weights.spec_name, weights.path, expected_sha256=weights.sha256)
     dtype = "fp16" if device.startswith("cuda") else "fp32"
     return prepare_for_inference(model, device=device, dtype=dtype)
 

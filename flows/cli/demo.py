@@ -24,13 +24,14 @@ DEMO_DATASET = "demo"
 def _sample_photos() -> dict[str, npt.NDArray[np.uint8]]:
     from skimage import data
 
-    return {
-        "astronaut.jpg": data.astronaut(),
-        "chelsea.jpg": data.chelsea(),
-        "coffee.jpg": data.coffee(),
-        "rocket.jpg": data.rocket(),
-        "camera.jpg": data.camera(),  # grayscale: exercises the decoder's mode conversion
+    loaders = {  # file name -> skimage.data function
+        "astronaut.jpg": "astronaut",
+        "chelsea.jpg": "chelsea",
+        "coffee.jpg": "coffee",
+        "rocket.jpg": "rocket",
+        "camera.jpg": "camera",  # grayscale: exercises the decoder's mode conversion
     }
+    return {name: np.asarray(getattr(data, fn)(), np.uint8) for name, fn in loaders.items()}
 
 
 def write_demo_images(folder: Path) -> list[Path]:

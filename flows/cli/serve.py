@@ -1,5 +1,7 @@
 """`autolabel serve`: serve the labeling and export flows as deployments from this process."""
 
+from typing import cast
+
 import typer
 
 from autolabel.flows.cli.label import JobParameterError
@@ -17,6 +19,7 @@ def serve(
 ) -> None:
     """Serve `autolabel-dataset` and `export-coco` until interrupted (Ctrl-C)."""
     from prefect import serve as prefect_serve
+    from prefect.deployments.runner import RunnerDeployment
 
     from autolabel.flows.autolabel import autolabel_dataset
     from autolabel.flows.export_coco import export_coco
@@ -25,7 +28,7 @@ def serve(
     if source or dataset or prompts:
         if not (source and dataset and prompts):
             raise JobParameterError("expected --source, --dataset and --prompts together")
-        job = LabelJob(source=source, dataset=dataset, prompts=prompts)  # type: ignore[arg-type]
+        job = LabelJob(source=source, dataset=dataset, prompts=prompts)
     elif cron:
         raise JobParameterError("expected --source, --dataset and --prompts with --cron")
     label = autolabel_dataset.to_deployment(
@@ -34,4 +37,5 @@ def serve(
         cron=cron,
     )
     export = export_coco.to_deployment(name="export-coco")
-    prefect_serve(label, export, limit=limit)
+    # `to_deployment` returns a coroutine only when called from async code.
+    prefect_serve(cast(RunnerDeployment, label), cast(RunnerDeployment, export), limit=limit)

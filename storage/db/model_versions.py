@@ -132,3 +132,8 @@ def list_model_versions(session: Session, *, variant: str | None = None) -> list
     if variant is not None:
         stmt = stmt.where(ModelVersion.variant == variant)
     return [_info(r) for r in session.execute(stmt).scalars()]
+
+
+def get_model_version(session: Session, *, name: str) -> ModelVersionInfo:
+    """The registered version called `name`; `LookupError` when there is none."""
+    return _info(_get(session, name))

@@ -1,0 +1,77 @@
+"""Flow `retrain-sam`: new SA-1B data -> fine-tuned EfficientViT-SAM, promoted only if better.
+
+    starting point (production version, else released weights) -> fine-tune on `data`
+    -> evaluate candidate and starting point on `holdout` -> register the candidate (weights in
+    the model store, sha256, metrics) -> promote it when it beats production by `margin`
+
+Its deployment (deploy/prefect.yaml) runs on a schedule and on the `autolabel.sa1b.landed`
+event, with a concurrency limit of 1 so that two retrainings never overlap.
+"""
+
+import tempfile
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from autolabel.flows.resources import configure_process
+from autolabel.flows.settings import get_settings
+from autolabel.tasks.retrain import (
+    PROMOTION_METRIC,
+    ModelScore,
+    RetrainRequest,
+    RetrainResult,
+    evaluate_weights,
+    promote,
+    register_candidate,
+    should_promote,
+    starting_point,
+    train_candidate,
+)
+
+__all__ = ["RetrainRequest", "RetrainResult", "retrain_sam"]
+
+
+def _report(result: RetrainResult) -> str:
+    rows = ["| model | " + " | ".join(sorted(result.candidate.metrics)) + " |"]
+    rows.append("|---" * (len(result.candidate.metrics) + 1) + "|")
+    for score in (result.candidate, result.production):
+        if score is not None:
+            values = " | ".join(f"{score.metrics[k]:.4f}" for k in sorted(score.metrics))
+            rows.append(f"| {score.name} | {values} |")
+    verdict = "promoted" if result.promoted else "not promoted"
+    return "\n".join([f"# Retraining: {verdict}", "", result.reason, "", *rows])
+
+
+@flow(name="retrain-sam", validate_parameters=True)
+def retrain_sam(request: RetrainRequest) -> RetrainResult:
+    """Fine-tune `request.model` on `request.data`; promote the result only if it is better."""
+    logger = get_run_logger()
+    configure_process(get_settings())
+    start_name, start_weights = starting_point(request)
+    with tempfile.TemporaryDirectory(prefix="autolabel-train-") as work_dir:
+        trained = train_candidate(request, start_weights, work_dir)
+        candidate_metrics = evaluate_weights(request, str(trained["weights"]))
+        baseline_metrics = evaluate_weights(request, start_weights)
+        name, uri = register_candidate(request, trained, candidate_metrics)
+    baseline = ModelScore(name=start_name or "random-init", metrics=baseline_metrics)
+    promoted, reason = should_promote(
+        candidate_metrics[PROMOTION_METRIC],
+        baseline_metrics[PROMOTION_METRIC],
+        request.margin,
+        baseline_name=baseline.name,
+    )
+    if promoted:
+        promote(name)
+    final_loss = trained["final_loss"]
+    result = RetrainResult(
+        candidate=ModelScore(name=name, metrics=candidate_metrics),
+        production=baseline,
+        promoted=promoted,
+        reason=reason,
+        weights_uri=uri,
+        sha256=str(trained["sha256"]),
+        final_loss=float(final_loss) if isinstance(final_loss, int | float) else None,
+    )
+    logger.info("candidate %s: %s", name, reason)
+    create_markdown_artifact(_report(result), key="retrain-sam-result")
+    return result

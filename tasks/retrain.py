@@ -1,0 +1,170 @@
+"""Retraining tasks: start from the production weights, fine-tune, evaluate, register, promote.
+
+The promotion rule is `should_promote`: a candidate replaces production only when its held-out box
+mIoU beats production's, measured on the same data in the same run, by `margin`.
+"""
+
+import time
+from pathlib import Path
+
+from prefect import task
+from pydantic import BaseModel, ConfigDict, Field
+
+from autolabel.models.registry import build_model, get_spec
+from autolabel.models.weights import sha256_of
+from autolabel.storage.db.engine import session_scope
+from autolabel.storage.db.model_versions import (
+    get_production_model,
+    promote_model_version,
+    register_model_version,
+)
+from autolabel.storage.errors import StorageConfigError
+from autolabel.storage.weights import ensure_weights
+from autolabel.tasks import _resources
+from autolabel.tasks.evaluate import evaluate_images, iter_sa1b_images
+from autolabel.tasks.retry import retry_transient
+from autolabel.tasks.trainer import TrainConfig, run_training
+from autolabel.tasks.weights import fetch_version_weights
+
+PROMOTION_METRIC = "box_miou"
+
+
+class RetrainRequest(BaseModel):
+    """One retraining: data, starting point, budget and promotion margin."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: str = Field(description="SA-1B training data: store URL or folder of shards.")
+    holdout: str = Field(description="Held-out SA-1B data both models are evaluated on.")
+    model: str = Field("efficientvit-sam-l0", description="Variant (registry name).")
+    models_url: str | None = Field(
+        None, description="Where trained weights are stored (default: <storage>/models)."
+    )
+    max_steps: int = Field(200, ge=1, description="Optimiser steps.")
+    images_per_batch: int = Field(2, ge=1)
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per step (paper: 256 images).")
+    lr: float | None = Field(None, gt=0, description="Peak LR (default: the paper's).")
+    seed: int = 0
+    margin: float = Field(0.005, ge=0.0, description="Box mIoU gain needed to promote.")
+    max_eval_images: int | None = Field(200, ge=1)
+    from_scratch: bool = Field(
+        False, description="Start from random weights when there is no production version."
+    )
+
+
+class ModelScore(BaseModel):
+    """A model version (or the released weights) and its held-out metrics."""
+
+    name: str
+    metrics: dict[str, float]
+
+
+class RetrainResult(BaseModel):
+    """What a retraining run produced and decided."""
+
+    candidate: ModelScore
+    production: ModelScore | None
+    promoted: bool
+    reason: str
+    weights_uri: str
+    sha256: str
+    final_loss: float | None
+
+
+def should_promote(
+    candidate: float, baseline: float, margin: float, *, baseline_name: str = "production"
+) -> tuple[bool, str]:
+    """Whether a candidate with held-out mIoU `candidate` replaces the model it started from.
+
+    The baseline is the production version, or the released weights (or random initialisation)
+    when no version has been promoted yet: a candidate is never promoted just for being first.
+    """
+    if candidate > baseline + margin:
+        return True, (
+            f"mIoU {candidate:.4f} beats {baseline_name} ({baseline:.4f}) by more than {margin}"
+        )
+    return False, (
+        f"mIoU {candidate:.4f} does not beat {baseline_name} ({baseline:.4f}) by more than {margin}"
+    )
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def starting_point(request: RetrainRequest) -> tuple[str | None, str | None]:
+    """(name, local weights path) to start from: the production version, else the released
+    weights, else (with `from_scratch`) random initialisation (None, None)."""
+    with session_scope(_resources.engine()) as session:
+        production = get_production_model(session, variant=request.model)
+    if production is not None:
+        return production.name, str(fetch_version_weights(production))
+    rt = _resources.runtime()
+    try:
+        path = ensure_weights(get_spec(request.model).weights, rt.weights_dir, download=True)
+    except FileNotFoundError:
+        if not request.from_scratch:
+            raise
+        return None, None
+    return request.model, str(path)
+
+
+@task
+def train_candidate(request: RetrainRequest, start: str | None, work_dir: str) -> dict[str, object]:
+    """Fine-tune from `start`; returns the weights path, sha256 and loss curve ends."""
+    result = run_training(
+        TrainConfig(
+            data=request.data,
+            model_name=request.model,
+            output=Path(work_dir),
+            max_steps=request.max_steps,
+            checkpoint=Path(start) if start else None,
+            images_per_batch=request.images_per_batch,
+            grad_accum=request.grad_accum,
+            lr=request.lr,
+            seed=request.seed,
+            device=_resources.resolve_device(_resources.runtime().device),
+        )
+    )
+    if result.weights is None or result.sha256 is None:
+        raise RuntimeError(f"training stopped at step {result.step} without final weights")
+    return {
+        "weights": str(result.weights),
+        "sha256": result.sha256,
+        "first_loss": result.losses[0] if result.losses else None,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "bad_data": result.bad_data,
+    }
+
+
+@task
+def evaluate_weights(request: RetrainRequest, weights: str | None) -> dict[str, float]:
+    """Held-out box mIoU (overall and by size) of `weights` (random init when None)."""
+    model = build_model(request.model, Path(weights) if weights else None, verify_sha256=False)
+    return evaluate_images(
+        model, iter_sa1b_images(request.holdout), clicks=False, max_images=request.max_eval_images
+    )
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def register_candidate(
+    request: RetrainRequest, trained: dict[str, object], metrics: dict[str, float]
+) -> tuple[str, str]:
+    """Upload the weights to the model store and register them as a candidate version."""
+    weights, sha256 = Path(str(trained["weights"])), str(trained["sha256"])
+    if sha256_of(weights) != sha256:
+        raise StorageConfigError(f"expected {weights} to have sha256 {sha256}, it changed")
+    models_url = request.models_url or f"{_resources.runtime().storage_url}/models"
+    name = f"{request.model}-ft-{time.strftime('%Y%m%d-%H%M%S')}-{sha256[:8]}"
+    _resources.store(models_url).put_file(f"{name}.pt", weights)
+    uri = f"{models_url.rstrip('/')}/{name}.pt"
+    with session_scope(_resources.engine()) as session:
+        register_model_version(
+            session, name=name, variant=request.model, sha256=sha256, storage_uri=uri,
+            metrics=metrics,
+        )  # fmt: skip
+    return name, uri
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def promote(name: str) -> None:
+    """Make `name` the production version of its variant (the previous one is archived)."""
+    with session_scope(_resources.engine()) as session:
+        promote_model_version(session, name=name)

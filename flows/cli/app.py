@@ -8,6 +8,7 @@ from autolabel.flows.cli.db import db_app
 from autolabel.flows.cli.demo import demo
 from autolabel.flows.cli.doctor import doctor
 from autolabel.flows.cli.label import export, label, runs
+from autolabel.flows.cli.sa1b import export_sa1b, ingest_sa1b
 from autolabel.flows.cli.serve import serve
 from autolabel.flows.cli.train import eval, train
 from autolabel.flows.errors import FlowError
@@ -27,6 +28,8 @@ app.command()(export)
 app.command()(runs)
 app.command()(demo)
 app.command()(serve)
+app.command(name="ingest-sa1b")(ingest_sa1b)
+app.command(name="export-sa1b")(export_sa1b)
 app.command()(train)
 app.command()(eval)
 app.add_typer(db_app, name="db")

@@ -1,11 +1,14 @@
 """`autolabel serve`: serve the labeling and export flows as deployments from this process."""
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import typer
 
 from autolabel.flows.cli.label import JobParameterError
 from autolabel.tasks.params import LabelJob
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
 
 
 def serve(
@@ -16,13 +19,20 @@ def serve(
     dataset: str | None = typer.Option(None, help="Default job: dataset name."),
     prompts: str | None = typer.Option(None, help="Default job: categories."),
     limit: int = typer.Option(1, help="Most flow runs this process executes at once."),
+    retrain_holdout: str | None = typer.Option(
+        None, help="Also serve `retrain-sam`, triggered by new SA-1B data, evaluated on this."
+    ),
+    retrain_model: str = typer.Option("efficientvit-sam-l0", help="Variant retrained."),
+    retrain_max_steps: int = typer.Option(2000, help="Optimiser steps per retraining."),
+    retrain_cron: str | None = typer.Option(None, help="Also retrain on this schedule."),
 ) -> None:
-    """Serve `autolabel-dataset` and `export-coco` until interrupted (Ctrl-C)."""
+    """Serve `autolabel-dataset`, `export-coco`, `export-sa1b` (and `retrain-sam`) until Ctrl-C."""
     from prefect import serve as prefect_serve
     from prefect.deployments.runner import RunnerDeployment
 
     from autolabel.flows.autolabel import autolabel_dataset
     from autolabel.flows.export_coco import export_coco
+    from autolabel.flows.sa1b import export_sa1b_shards
 
     job = None
     if source or dataset or prompts:
@@ -36,6 +46,35 @@ def serve(
         parameters={"job": job.model_dump(mode="json")} if job else None,
         cron=cron,
     )
-    export = export_coco.to_deployment(name="export-coco")
+    deployments = [
+        label,
+        export_coco.to_deployment(name="export-coco"),
+        export_sa1b_shards.to_deployment(name="export-sa1b"),
+    ]
+    if retrain_holdout is not None:
+        deployments.append(
+            retrain_deployment(retrain_holdout, retrain_model, retrain_max_steps, retrain_cron)
+        )
     # `to_deployment` returns a coroutine only when called from async code.
-    prefect_serve(cast(RunnerDeployment, label), cast(RunnerDeployment, export), limit=limit)
+    prefect_serve(*(cast(RunnerDeployment, d) for d in deployments), limit=limit)
+
+
+def retrain_deployment(
+    holdout: str, model: str, max_steps: int, cron: str | None
+) -> "RunnerDeployment":
+    """`retrain-sam`, run for each `autolabel.sa1b.landed` event (and on `cron`), one at a time."""
+    from prefect.events import DeploymentEventTrigger
+
+    from autolabel.flows.retrain import retrain_sam
+    from autolabel.tasks.sa1b_export import SA1B_EVENT
+
+    request = {"holdout": holdout, "model": model, "max_steps": max_steps}
+    trigger = DeploymentEventTrigger(
+        expect={SA1B_EVENT},
+        match={"prefect.resource.id": "autolabel.sa1b.*"},
+        parameters={"request": {"data": "{{ event.payload.url }}", **request}},
+    )
+    deployment = retrain_sam.to_deployment(
+        name="retrain-sam", triggers=[trigger], cron=cron, concurrency_limit=1
+    )
+    return cast("RunnerDeployment", deployment)

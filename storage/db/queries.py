@@ -3,7 +3,7 @@
 Like the repository functions, they take the caller's `Session`, are keyword-only and never commit.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +18,7 @@ from autolabel.storage.db.tables import (
     ImageResult,
     LabelRun,
     ResultStatus,
+    ReviewStatus,
 )
 
 _CHUNK = 1000
@@ -179,3 +180,70 @@ def image_annotations(
         )
         for name, x, y, w, h, counts, sh, sw, score in session.execute(stmt)
     ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredInstance:
+    """One stored annotation, as SA-1B export needs it."""
+
+    annotation_id: int
+    bbox_xywh_px: tuple[float, float, float, float]
+    area: float
+    seg_counts: str
+    seg_height: int
+    seg_width: int
+    predicted_iou: float | None
+    stability_score: float | None
+
+
+def iter_images_with_annotations(
+    session: Session,
+    *,
+    dataset_id: int,
+    run_id: int | None = None,
+    accepted_only: bool = False,
+    batch_size: int = 500,
+) -> Iterator[tuple[int, str, list[StoredInstance]]]:
+    """Stream (image id, storage key, instances) of annotated images, image by image.
+
+    Rejected annotations are always left out; with `accepted_only`, only reviewer-accepted ones
+    are kept. Memory holds one page of images at a time.
+    """
+    stmt = select(
+        Annotation.image_id, Image.storage_key, Annotation.id, Annotation.bbox_x,
+        Annotation.bbox_y, Annotation.bbox_w, Annotation.bbox_h, Annotation.area,
+        Annotation.seg_counts, Annotation.seg_height, Annotation.seg_width,
+        Annotation.predicted_iou, Annotation.stability_score,
+    ).join(Image, Image.id == Annotation.image_id).where(
+        Annotation.dataset_id == dataset_id,
+        Annotation.review_status != ReviewStatus.REJECTED,
+    )  # fmt: skip
+    if run_id is not None:
+        stmt = stmt.where(Annotation.run_id == run_id)
+    if accepted_only:
+        stmt = stmt.where(Annotation.review_status == ReviewStatus.ACCEPTED)
+    rows = session.execute(
+        stmt.order_by(Annotation.image_id, Annotation.id),
+        execution_options={"yield_per": batch_size},
+    )
+    current: tuple[int, str] | None = None
+    instances: list[StoredInstance] = []
+    for image_id, key, aid, x, y, w, h, area, counts, sh, sw, piou, stab in rows:
+        if current is not None and current[0] != image_id:
+            yield current[0], current[1], instances
+            instances = []
+        current = (image_id, key)
+        instances.append(
+            StoredInstance(
+                annotation_id=aid,
+                bbox_xywh_px=(x, y, w, h),
+                area=area,
+                seg_counts=counts,
+                seg_height=sh,
+                seg_width=sw,
+                predicted_iou=piou,
+                stability_score=stab,
+            )
+        )
+    if current is not None:
+        yield current[0], current[1], instances

@@ -20,7 +20,7 @@ def test_deployment_is_loadable_and_valid(
 ) -> None:
     monkeypatch.chdir(ROOT)
     flow = load_flow_from_entrypoint(deployment["entrypoint"])
-    assert flow.name in {"autolabel-dataset", "export-coco"}
+    assert flow.name in {"autolabel-dataset", "export-coco", "export-sa1b", "retrain-sam"}
     if deployment.get("parameters"):
         flow.validate_parameters(deployment["parameters"])
     env = deployment["work_pool"]["job_variables"]["env"]
@@ -43,3 +43,12 @@ def test_bad_parameters_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
         flow.validate_parameters(
             {"job": {"source": "s3://b/", "dataset": "d", "prompts": ["a"], "shard_size": 0}}
         )
+
+
+def test_retraining_never_overlaps_and_listens_for_new_data() -> None:
+    (retrain,) = [d for d in DEPLOYMENTS if d["entrypoint"].endswith(":retrain_sam")]
+    assert retrain["concurrency_limit"] == 1
+    (trigger,) = retrain["triggers"]
+    assert trigger["expect"] == ["autolabel.sa1b.landed"]
+    assert trigger["parameters"]["request"]["data"] == "{{ event.payload.url }}"
+    assert retrain["schedules"]

@@ -1,0 +1,52 @@
+"""`autolabel ingest-sa1b` and `autolabel export-sa1b`: SA-1B data into the retraining loop."""
+
+from pathlib import Path
+
+import typer
+
+from autolabel.flows.resources import open_configured_store
+from autolabel.flows.settings import load_settings
+from autolabel.tasks.sa1b_export import announce_sa1b, validate_shards
+
+
+def ingest_sa1b(
+    folder: Path = typer.Argument(..., help="Folder of SA-1B tar shards (sa_000000.tar, ...)."),
+    to: str = typer.Option(..., "--to", help="Store URL (folder) the shards are copied to."),
+) -> None:
+    """Check and upload SA-1B shards, then announce them (event `autolabel.sa1b.landed`)."""
+    good, bad = validate_shards(folder)
+    for name, reason in bad.items():
+        typer.echo(f"skipped unreadable shard {name}: {reason}", err=True)
+    store = open_configured_store(load_settings(), to)
+    for path in good:
+        store.put_file(path.name, path)
+    typer.echo(f"uploaded {len(good)} shards to {store.url} ({len(bad)} skipped)")
+    if good and not announce_sa1b(to, shards=len(good), images=0):
+        typer.echo("no Prefect server configured (PREFECT_API_URL): no event emitted")
+
+
+def export_sa1b(
+    dataset: str = typer.Option(..., help="Dataset name."),
+    output: str = typer.Option(..., help="Store URL (folder) for the shards."),
+    run: int | None = typer.Option(None, help="Only this label run's annotations."),
+    accepted_only: bool = typer.Option(
+        False, "--accepted-only", help="Only annotations a reviewer accepted."
+    ),
+    images_per_shard: int = typer.Option(100, help="Images per tar shard."),
+) -> None:
+    """Write a dataset's annotations as SA-1B shards for retraining, and announce them."""
+    from autolabel.flows.sa1b import Sa1bExportRequest, export_sa1b_shards
+
+    result = export_sa1b_shards(
+        Sa1bExportRequest(
+            dataset=dataset,
+            output=output,
+            run_id=run,
+            accepted_only=accepted_only,
+            images_per_shard=images_per_shard,
+        )
+    )
+    typer.echo(
+        f"wrote {len(result.shards)} shards ({result.images} images, {result.annotations} "
+        f"annotations) to {result.url}"
+    )

@@ -1,0 +1,116 @@
+"""The closed loop: labels -> SA-1B shards in S3 -> `autolabel.sa1b.landed` -> retraining starts.
+
+The event part runs against a real `prefect server start` (PostgreSQL): `autolabel serve` serves
+`retrain-sam` with its event trigger, `autolabel ingest-sa1b` uploads shards and emits the event,
+and the server must start a retraining whose `data` parameter is the announced URL.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, text
+
+from autolabel.flows.autolabel import autolabel_dataset
+from autolabel.flows.sa1b import Sa1bExportRequest, export_sa1b_shards
+from autolabel.storage.sa1b import read_shard
+from autolabel.tasks.synthetic import write_synthetic_shards
+from tests.corpus import write_good_images
+from tests.integration.flows.conftest import FlowEnv
+from tests.integration.flows.test_label_flow import make_job
+
+pytestmark = pytest.mark.integration
+
+
+def test_accepted_annotations_become_sa1b_shards(flow_env: FlowEnv, tmp_path: Path) -> None:
+    write_good_images(tmp_path / "imgs", 5, np.random.default_rng(9), max_side=120)
+    flow_env.upload_folder(tmp_path / "imgs", "images/")
+    summary = autolabel_dataset(make_job(flow_env, "loop"))
+    assert summary.annotations > 2
+    engine = create_engine(flow_env.database_url)
+    with engine.begin() as conn:  # a reviewer accepts the first two annotations
+        conn.execute(
+            text(
+                "UPDATE annotations SET review_status = 'accepted' WHERE id IN "
+                "(SELECT a.id FROM annotations a JOIN datasets d ON d.id = a.dataset_id "
+                "WHERE d.name = 'loop' ORDER BY a.id LIMIT 2)"
+            )
+        )
+    engine.dispose()
+    output = f"s3://{flow_env.bucket}/sa1b/loop"
+    everything = export_sa1b_shards(
+        Sa1bExportRequest(dataset="loop", output=output + "-all", images_per_shard=2)
+    )
+    assert everything.annotations == summary.annotations
+    assert len(everything.shards) == (everything.images + 1) // 2
+    accepted = export_sa1b_shards(
+        Sa1bExportRequest(dataset="loop", output=output, accepted_only=True)
+    )
+    assert accepted.annotations == 2
+    local = tmp_path / "shard.tar"
+    flow_env.s3().download_file(flow_env.bucket, "sa1b/loop/sa_000000.tar", str(local))
+    samples = list(read_shard(local))
+    assert sum(len(s.record.annotations) for s in samples) == 2
+    assert all(s.image_bytes for s in samples)
+
+
+@pytest.mark.timeout(600)
+def test_announced_shards_start_a_retraining(
+    flow_env: FlowEnv, prefect_server: str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "AUTOLABEL_PREFECT_API": "server",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    holdout = f"s3://{flow_env.bucket}/sa1b/holdout"
+    serve = [
+        "serve", "--retrain-holdout", holdout, "--retrain-model", "efficientvit-sam-test",
+        "--retrain-max-steps", "2",
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-c", f"from autolabel.flows.cli import main; main({serve!r})"], env=env
+    )
+    try:
+        deployment = _wait_for_deployment(prefect_server, "retrain-sam/retrain-sam", server)
+        write_synthetic_shards(tmp_path / "new", shards=1, images_per_shard=3, seed=5)
+        new_data = f"s3://{flow_env.bucket}/sa1b/new-batch"
+        ingest = ["ingest-sa1b", str(tmp_path / "new"), "--to", new_data]
+        subprocess.run(
+            [sys.executable, "-c", f"from autolabel.flows.cli import main; main({ingest!r})"],
+            env=env, check=True, timeout=120,
+        )  # fmt: skip
+        run = _wait_for_run(prefect_server, deployment)
+        assert run["parameters"]["request"]["data"] == new_data
+        assert run["parameters"]["request"]["holdout"] == holdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for_deployment(api: str, name: str, server: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "autolabel serve exited"
+        response = httpx.get(f"{api}/deployments/name/{name}", timeout=5)
+        if response.status_code == 200:
+            return str(response.json()["id"])
+        time.sleep(1)
+    raise AssertionError(f"deployment {name} was not registered within 180 s")
+
+
+def _wait_for_run(api: str, deployment_id: str) -> dict[str, object]:
+    deadline = time.monotonic() + 120
+    body = {"deployments": {"id": {"any_": [deployment_id]}}}
+    while time.monotonic() < deadline:
+        runs = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=5).json()
+        if runs:
+            return dict(runs[0])
+        time.sleep(1)
+    raise AssertionError("no flow run was triggered within 120 s of the event")

@@ -38,24 +38,49 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """SQLAlchemy URL of a fresh database on the PostgreSQL server, dropped afterwards."""
-    import psycopg
+class PostgresDatabases:
+    """Creates fresh databases on the PostgreSQL server and drops them all at the end."""
 
-    name = f"autolabel_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    finally:
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def create(self) -> str:
+        """A new empty database; returns its SQLAlchemy URL (psycopg 3 driver)."""
+        import psycopg
+
+        name = f"autolabel_test_{uuid.uuid4().hex[:12]}"
+        try:
+            admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}")
+        with admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        return f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+
+    def drop_all(self) -> None:
+        import psycopg
+
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in self.names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    """Factory of fresh databases for tests that need one to themselves."""
+    databases = PostgresDatabases()
+    try:
+        yield databases
+    finally:
+        databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_databases: PostgresDatabases) -> str:
+    """SQLAlchemy URL of a fresh database shared by the session's storage tests."""
+    return postgres_databases.create()
 
 
 class MotoServer:

@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from autolabel.flows.settings import get_settings
+from tests.conftest import PostgresDatabases
 
 ROOT = Path(__file__).resolve().parents[3]
 VOCAB = ROOT / "models" / "grounding_dino" / "bert-base-uncased" / "vocab.txt"
@@ -40,14 +41,15 @@ class FlowEnv:
 def flow_env(
     s3_bucket: str,
     s3_env: str,
-    postgres_url: str,
+    postgres_databases: PostgresDatabases,
     prefect_harness: None,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[FlowEnv]:
-    """AUTOLABEL_* pointing at the test PostgreSQL database and moto; schema at head."""
+    """AUTOLABEL_* pointing at a fresh PostgreSQL database (schema at head) and moto."""
     from autolabel.storage.db.engine import upgrade_to_head
 
+    postgres_url = postgres_databases.create()
     for name in list(os.environ):
         if name.startswith("AUTOLABEL_") and name != "AUTOLABEL_S3_ENDPOINT_URL":
             monkeypatch.delenv(name)

@@ -14,7 +14,7 @@ _ALPHA = 0.45
 def _palette(n: int) -> npt.NDArray[np.uint8]:
     """`n` well-separated RGB colours (golden-ratio steps around the hue circle)."""
     hues = [(i * 0.618033988749895) % 1.0 for i in range(n)]
-    rgb = np.array([colorsys.hsv_to_rgb(h, 0.9, 1.0) for h in hues], dtype=np.float64)
+    rgb = np.array([colorsys.hsv_to_rgb(h, 0.9, 1.0) for h in hues], dtype=np.float64).reshape(n, 3)
     return (rgb * 255).astype(np.uint8)
 
 
@@ -44,14 +44,14 @@ def render_overlay(
             f"{len(boxes_xywh_px)}, {len(labels)}"
         )
     canvas = rgb.astype(np.float32)
-    colors = _palette(max(len(masks), 1))
-    for mask, color in zip(masks, colors, strict=False):
+    colors = _palette(len(masks))
+    for mask, color in zip(masks, colors, strict=True):
         if mask.shape != rgb.shape[:2]:
             raise ValueError(f"expected masks of shape {rgb.shape[:2]}, got {mask.shape}")
         canvas[mask] = canvas[mask] * (1.0 - _ALPHA) + color.astype(np.float32) * _ALPHA
     image = Image.fromarray(canvas.round().astype(np.uint8))
     draw = ImageDraw.Draw(image)
-    for (x, y, w, h), label, color in zip(boxes_xywh_px, labels, colors, strict=False):
+    for (x, y, w, h), label, color in zip(boxes_xywh_px, labels, colors, strict=True):
         outline = tuple(int(c) for c in color)
         draw.rectangle((x, y, x + w, y + h), outline=outline, width=2)
         draw.text((x + 3, y + 2), label, fill=outline)

@@ -1,4 +1,4 @@
-"""Errors raised by `autolabel.models`. Every message says what was expected and what was received."""
+"""Errors raised by `autolabel.models`: every message says what was expected and what came."""
 
 
 class ModelError(Exception):

@@ -22,7 +22,7 @@ class UnsafeKeyError(StorageError, ValueError):
 
 
 class InvalidImageError(StorageError, ValueError):
-    """Bytes that cannot be decoded into an RGB image; `reason` is a stable machine-readable code."""
+    """Bytes that cannot be decoded into an RGB image; `reason` is a stable machine code."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")

@@ -102,6 +102,8 @@ class TrainConfig:
         teacher_cache: Store URL or folder of cached teacher embeddings; None:
             `<output>/teacher-cache`.
         teacher_config: Teacher architecture (SAM-ViT-H; smaller ones for tests).
+        freeze_bn: Keep BatchNorm running statistics fixed (fine-tuning released weights);
+            False updates them per batch (training from scratch).
     """
 
     data: str
@@ -127,6 +129,7 @@ class TrainConfig:
     distill_teacher: Path | None = None
     teacher_cache: str | None = None
     teacher_config: VitConfig = SAM_VIT_H
+    freeze_bn: bool = True
 
 
 @dataclass(slots=True)
@@ -225,7 +228,8 @@ class _Run:
         spec = get_spec(config.model_name)
         self.model = build_model(config.model_name, config.checkpoint, self.device)
         self.model.train()
-        freeze_batch_norm_stats(self.model)
+        if config.freeze_bn:
+            freeze_batch_norm_stats(self.model)
         self.teacher = _teacher_cache(config, self.device)
         module: torch.nn.Module = (
             SamTrainingModule(self.model)

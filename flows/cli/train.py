@@ -36,6 +36,10 @@ def train(
     num_workers: int = typer.Option(2, help="DataLoader workers per process."),
     seed: int = typer.Option(0, help="Seed of data order, augmentation and prompts."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    single_weight: float = typer.Option(1.0, help="Loss weight of the single-mask output."),
+    freeze_bn: bool = typer.Option(True, help="Keep BatchNorm statistics (fine-tuning)."),
+    teacher: Path | None = typer.Option(None, help="SAM checkpoint: run encoder distillation."),
+    teacher_cache: str | None = typer.Option(None, help="Store URL for teacher embeddings."),
 ) -> None:
     """Fine-tune EfficientViT-SAM on SA-1B-format data (resumes from OUTPUT when possible)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -43,6 +47,8 @@ def train(
         data=data, model_name=model, output=output, max_steps=max_steps, checkpoint=checkpoint,
         images_per_batch=images_per_batch, grad_accum=grad_accum, lr=lr, max_masks=max_masks,
         checkpoint_every=checkpoint_every, num_workers=num_workers, seed=seed, device=device,
+        single_weight=single_weight, freeze_bn=freeze_bn, distill_teacher=teacher,
+        teacher_cache=teacher_cache,
     )  # fmt: skip
     try:
         result = run_training(config)

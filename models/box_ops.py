@@ -8,6 +8,7 @@ x to the right and y down, x1/y1 exclusive edges (a box covering the whole W x H
 
 from typing import Literal
 
+import numpy as np
 import torch
 
 from autolabel.models.errors import InvalidInputError
@@ -53,21 +54,26 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
-    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes, (N, M) float; 0 where the union is empty."""
+    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes, (N, M); 0 where the union is empty.
+
+    Floating boxes keep their dtype; integer boxes (e.g. pixel boxes of masks) give float32.
+    """
     _check_boxes(boxes_a, "boxes_a")
     _check_boxes(boxes_b, "boxes_b")
-    top_left = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    a = boxes_a if boxes_a.is_floating_point() else boxes_a.float()
+    b = boxes_b if boxes_b.is_floating_point() else boxes_b.float()
+    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = (bottom_right - top_left).clamp(min=0).prod(-1)
-    union = box_area(boxes_a)[:, None] + box_area(boxes_b)[None, :] - inter
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy non-maximum suppression.
+    """Greedy non-maximum suppression, like torchvision.ops.nms.
 
     Args:
-        boxes: (N, 4) xyxy boxes, any consistent frame.
+        boxes: (N, 4) xyxy boxes, any consistent frame, float or integer.
         scores: (N,) scores; ties keep the lower index first.
         iou_threshold: A box is suppressed when its IoU with a kept, higher-scoring box is
             strictly greater than this.
@@ -76,15 +82,19 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
         (K,) int64 indices of the kept boxes, by decreasing score.
     """
     _check_boxes(boxes, "boxes")
+    if scores.shape != boxes.shape[:1]:
+        raise InvalidInputError(
+            f"expected (N,) scores for {len(boxes)} boxes, got {tuple(scores.shape)}"
+        )
     order = torch.sort(scores, descending=True, stable=True).indices
-    iou = box_iou(boxes[order], boxes[order])
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
+    suppresses = (box_iou(boxes[order], boxes[order]) > iou_threshold).cpu().numpy()
+    suppressed = np.zeros(len(order), dtype=bool)
     keep: list[int] = []
     for rank in range(len(order)):
         if suppressed[rank]:
             continue
         keep.append(rank)
-        suppressed |= iou[rank].cpu() > iou_threshold
+        suppressed |= suppresses[rank]
     return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
 
 
@@ -96,21 +106,20 @@ def batched_nms(
     Args:
         boxes: (N, 4) xyxy boxes.
         scores: (N,) scores.
-        groups: (N,) int group ids.
+        groups: (N,) group ids.
         iou_threshold: As in `nms`.
 
     Returns:
-        (K,) int64 indices of the kept boxes, by decreasing score.
+        (K,) int64 indices of the kept boxes, by decreasing score; ties keep the lower index
+        first, as torchvision's batched_nms.
     """
-    kept = [
-        torch.nonzero(groups == group).flatten()[
-            nms(boxes[groups == group], scores[groups == group], iou_threshold)
-        ]
-        for group in torch.unique(groups)
-    ]
+    kept = []
+    for group in torch.unique(groups):
+        members = torch.nonzero(groups == group).flatten()
+        kept.append(members[nms(boxes[members], scores[members], iou_threshold)])
     if not kept:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    indices = torch.cat(kept)
+    indices = torch.cat(kept).sort().values
     return indices[torch.sort(scores[indices], descending=True, stable=True).indices]
 
 

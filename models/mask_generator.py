@@ -15,6 +15,7 @@ import numpy.typing as npt
 import torch
 
 from autolabel.models import mask_ops
+from autolabel.models.box_ops import nms
 from autolabel.models.errors import InvalidInputError
 from autolabel.models.mask_ops import CocoRle, CropBoxXYXY
 
@@ -220,8 +221,7 @@ class AutomaticMaskGenerator:
 
     def _nms(self, boxes: torch.Tensor, scores: torch.Tensor, *, crop: bool) -> torch.Tensor:
         threshold = self.config.crop_nms_thresh if crop else self.config.box_nms_thresh
-        categories = torch.zeros(len(boxes), dtype=torch.int64)
-        return mask_ops.batched_nms(boxes, scores.float(), categories, threshold)
+        return nms(boxes, scores.float(), threshold)
 
     def _process_crop(
         self, image: npt.NDArray[np.uint8], crop_box: CropBoxXYXY, layer: int
@@ -302,7 +302,7 @@ class AutomaticMaskGenerator:
         boxes = mask_ops.masks_to_boxes_xyxy(stacked)
         scores = torch.tensor(unchanged, dtype=torch.float32)
         nms_threshold = max(self.config.box_nms_thresh, self.config.crop_nms_thresh)
-        keep = mask_ops.batched_nms(boxes, scores, torch.zeros(len(boxes)), nms_threshold)
+        keep = nms(boxes, scores, nms_threshold)
         changed = [i for i in keep.tolist() if not unchanged[i]]
         if changed:
             new_rles = mask_ops.encode_rles(stacked[changed])

@@ -1,4 +1,6 @@
-"""Building blocks of automatic mask generation: point grids, crops, scores, NMS, RLE.
+"""Building blocks of automatic mask generation: point grids, crops, scores, RLE.
+
+Box IoU and NMS live in `autolabel.models.box_ops`.
 
 Pure torch / numpy (plus scikit-image for connected components and pycocotools for RLE).
 Frames: "image" means pixels of the full original image, "crop" means pixels of one crop
@@ -129,71 +131,6 @@ def _span(occupied: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tens
     stop = torch.where(occupied, index + 1, 0).amax(dim=-1)
     empty = ~occupied.any(dim=-1)
     return start.masked_fill(empty, 0), stop
-
-
-def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
-    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes; 0 where the union is empty. Returns (N, M)."""
-    a = boxes_a.float()
-    b = boxes_b.float()
-    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
-    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
-    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), 0.0)
-
-
-def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy non-maximum suppression, like torchvision.ops.nms.
-
-    Boxes are visited by decreasing score (ties keep input order); a box is dropped when its
-    IoU with an already kept box is greater than `iou_threshold`.
-
-    Args:
-        boxes_xyxy: (N, 4) boxes.
-        scores: (N,) float scores.
-        iou_threshold: IoU above which the lower-scored box is suppressed.
-
-    Returns:
-        (K,) int64 indices into the input of the kept boxes, by decreasing score.
-    """
-    if boxes_xyxy.ndim != 2 or boxes_xyxy.shape[-1] != 4 or scores.shape != boxes_xyxy.shape[:1]:
-        raise InvalidInputError(
-            f"expected (N, 4) boxes and (N,) scores, got {tuple(boxes_xyxy.shape)} "
-            f"and {tuple(scores.shape)}"
-        )
-    order = torch.sort(scores, descending=True, stable=True).indices
-    sorted_boxes = boxes_xyxy[order]
-    suppresses = (box_iou(sorted_boxes, sorted_boxes) > iou_threshold).cpu().numpy()
-    removed = np.zeros(len(order), dtype=bool)
-    kept: list[int] = []
-    for i in range(len(order)):
-        if removed[i]:
-            continue
-        kept.append(i)
-        removed |= suppresses[i]
-    keep = torch.as_tensor(kept, dtype=torch.int64, device=order.device)
-    return order[keep]
-
-
-def batched_nms(
-    boxes_xyxy: torch.Tensor,
-    scores: torch.Tensor,
-    category_ids: torch.Tensor,
-    iou_threshold: float,
-) -> torch.Tensor:
-    """NMS run independently per category (boxes of different categories never suppress).
-
-    Returns:
-        (K,) int64 indices into the input of the kept boxes, by decreasing score.
-    """
-    if boxes_xyxy.numel() == 0:
-        return torch.zeros(0, dtype=torch.int64, device=boxes_xyxy.device)
-    boxes = boxes_xyxy.float()
-    # Shift each category to its own disjoint region of the plane.
-    shift = (boxes.max() - boxes.min() + 1) * category_ids.to(boxes)
-    return nms(boxes + shift[:, None], scores, iou_threshold)
 
 
 def is_box_near_crop_edge(

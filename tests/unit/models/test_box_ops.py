@@ -102,3 +102,59 @@ def test_nms_keeps_no_overlapping_pair_and_explains_every_suppression(
         assert iou[i, j] <= threshold
     for index in set(range(len(rows))) - set(kept):
         assert any(iou[k, index] > threshold and scores[k] >= scores[index] for k in kept)
+
+
+# Integer pixel boxes, as the mask generator passes them (masks_to_boxes_xyxy).
+
+
+def test_box_iou_hand_made() -> None:
+    a = torch.tensor([[0, 0, 10, 10], [0, 0, 0, 0]])
+    b = torch.tensor([[5, 0, 15, 10], [20, 20, 30, 30]])
+    torch.testing.assert_close(box_iou(a, b), torch.tensor([[1 / 3, 0], [0, 0]]))
+
+
+BOXES = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9]])
+SCORES = torch.tensor([0.8, 0.9, 0.7, 0.6])
+
+
+def test_nms_suppresses_overlaps_above_threshold_in_score_order() -> None:
+    # IoU(0, 1) = 81 / 119 = 0.68; IoU(0, 3) = 0.9; IoU(1, 3) = 72 / 118 = 0.61.
+    assert nms(BOXES, SCORES, 0.5).tolist() == [1, 2]
+    assert nms(BOXES, SCORES, 0.65).tolist() == [1, 2, 3]
+    assert nms(BOXES, SCORES, 0.95).tolist() == [1, 0, 2, 3]
+
+
+def test_nms_suppressed_box_does_not_suppress_others() -> None:
+    # 0 suppresses 1; 1 would suppress 2, but 1 is gone, so 2 stays.
+    boxes = torch.tensor([[0, 0, 10, 10], [4, 0, 14, 10], [8, 0, 18, 10]])
+    scores = torch.tensor([3.0, 2.0, 1.0])
+    assert nms(boxes, scores, 0.3).tolist() == [0, 2]
+
+
+def _reference_nms(boxes: torch.Tensor, scores: torch.Tensor, thresh: float) -> list[int]:
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+    kept: list[int] = []
+    for i in order:
+        if all(float(box_iou(boxes[i : i + 1], boxes[k : k + 1])) <= thresh for k in kept):
+            kept.append(i)
+    return kept
+
+
+def test_nms_matches_naive_greedy_on_random_boxes() -> None:
+    gen = torch.Generator().manual_seed(3)
+    xy = torch.randint(0, 50, (60, 2), generator=gen)
+    wh = torch.randint(1, 30, (60, 2), generator=gen)
+    boxes = torch.cat([xy, xy + wh], dim=1)
+    scores = torch.rand(60, generator=gen)
+    assert nms(boxes, scores, 0.4).tolist() == _reference_nms(boxes, scores, 0.4)
+
+
+def test_batched_nms_keeps_overlaps_of_different_categories() -> None:
+    categories = torch.tensor([0, 1, 0, 1])
+    assert batched_nms(BOXES, SCORES, categories, 0.5).tolist() == [1, 0, 2]
+    assert batched_nms(BOXES[:0], SCORES[:0], categories[:0], 0.5).tolist() == []
+
+
+def test_nms_rejects_bad_shapes() -> None:
+    with pytest.raises(InvalidInputError, match=r"\(N, 4\)"):
+        nms(BOXES[:, :3], SCORES, 0.5)

@@ -3,7 +3,7 @@
 segment-anything's generator imports torchvision (batched_nms, box_area, and through its
 predictor module the resize transforms), which this project does not install. For this test
 only, a stand-in `torchvision` module provides the two box functions (batched_nms from our
-mask_ops, applied by segment-anything to its own boxes) and is removed afterwards together
+box_ops, applied by segment-anything to its own boxes) and is removed afterwards together
 with the segment-anything modules imported under it. Both generators drive the fake scene
 predictor of test_mask_generator.py (known objects, crops that see whole and cut objects).
 Small-region removal is not compared: segment-anything's needs OpenCV.
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from autolabel.models import mask_ops
+from autolabel.models import box_ops
 from autolabel.models.mask_generator import AutomaticMaskGenerator, MaskGeneratorConfig
 from tests.unit.models.test_mask_generator import (
     FakePredictor,
@@ -42,7 +42,7 @@ def sam_amg_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     importlib.import_module("autolabel.models.efficientvit_sam.sam_modules")
     before = set(sys.modules)
     boxes = types.ModuleType("torchvision.ops.boxes")
-    boxes.batched_nms = mask_ops.batched_nms  # type: ignore[attr-defined]
+    boxes.batched_nms = box_ops.batched_nms  # type: ignore[attr-defined]
     boxes.box_area = _box_area  # type: ignore[attr-defined]
     functional = types.ModuleType("torchvision.transforms.functional")
     functional.resize = functional.to_pil_image = None  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from autolabel.models.errors import InvalidInputError
 from autolabel.models.prompts import PromptSet
 
 
@@ -87,7 +88,10 @@ class LabelJob(BaseModel):
     @model_validator(mode="after")
     def _check_prompts(self) -> "LabelJob":
         if self.boxes_from is None:
-            self.prompt_set()  # raises InvalidInputError with the reason
+            try:
+                self.prompt_set()
+            except InvalidInputError as exc:
+                raise ValueError(f"prompts {self.prompts!r}: {exc}") from exc
         unknown = sorted(set(self.synonyms) - set(self.prompts))
         if unknown:
             raise ValueError(f"expected synonyms for prompted categories, got unknown {unknown}")

@@ -1,0 +1,54 @@
+"""`autolabel label --dry-run`: counts and estimates without writing anything."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.corpus import write_good_images
+from tests.integration.cli.conftest import run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def test_dry_run_counts_and_estimates_without_labeling(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "images"
+    write_good_images(folder, 3, np.random.default_rng(0), max_side=100)
+    (folder / "notes.txt").write_text("not an image: not listed")
+    args = [
+        "label", "--source", folder.as_uri(), "--dataset", "dry", "--prompts", "box . disc",
+        "--detector", "grounding-dino-test", "--segmenter", "efficientvit-sam-test",
+        "--random-weights", "--dry-run",
+    ]  # fmt: skip
+    result = run_cli(args, base_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in result.stdout.splitlines()
+        if line.count("│") == 3
+    }
+    assert lines["images listed"] == "3"
+    assert lines["already done (would be skipped)"] == "0"
+    assert lines["to label"] == "3"
+    assert float(lines["measured seconds per image (models only)"]) > 0
+    runs = run_cli(["runs"], base_env)
+    assert runs.returncode == 0
+    assert "dry" not in runs.stdout  # the dry run created no run
+
+
+def test_bad_job_parameters_are_one_line(base_env: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path.as_uri()
+    cases = {
+        ("--prompts", " . . "): "prompts",
+        ("--prompts", "cat", "--shard-size", "0"): "shard_size",
+        ("--prompts", "cat", "--synonym", "dog"): "--synonym",
+        ("--prompts", "cat", "--duplicate-policy", "merge"): "duplicate_policy",
+    }
+    for extra, expected in cases.items():
+        result = run_cli(["label", "--source", source, "--dataset", "d", *extra], base_env)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("autolabel: error: ")
+        assert expected in result.stderr
+        assert result.stderr.count("\n") == 1

@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import BertTokenizer, GroundingDinoForObjectDetection
 
+from autolabel.models import grounding_dino
 from autolabel.models.box_ops import cxcywh_norm_to_xyxy_px
 from autolabel.models.detection import DetectionConfig, Detections
 from autolabel.models.errors import InvalidInputError, UnknownModelError
@@ -24,7 +25,7 @@ from autolabel.models.grounding_dino.preprocess import resized_hw, to_pixel_valu
 from autolabel.models.grounding_dino.text import encode_text
 from autolabel.models.prompts import PromptSet
 
-VOCAB_DIR = Path(__file__).parents[2] / "fixtures" / "grounding_dino" / "bert-base-uncased"
+VOCAB_DIR = Path(grounding_dino.__file__).parent / "bert-base-uncased"  # the packaged vocabulary
 # Keep every query: no thresholds, no suppression, no limit below the 30 queries.
 KEEP_ALL = DetectionConfig(
     box_threshold=0.0,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from autolabel.models import grounding_dino
 from autolabel.models.detection import DetectionConfig
 from autolabel.models.errors import InvalidInputError
 from autolabel.models.grounding_dino import (
@@ -21,7 +22,7 @@ from autolabel.models.grounding_dino.onnx_export import OnnxImageSide, export_on
 from autolabel.models.grounding_dino.text import encode_text
 from autolabel.models.prompts import PromptSet
 
-VOCAB_DIR = Path(__file__).parents[2] / "fixtures" / "grounding_dino" / "bert-base-uncased"
+VOCAB_DIR = Path(grounding_dino.__file__).parent / "bert-base-uncased"  # the packaged vocabulary
 
 
 def test_onnx_runtime_matches_torch_for_new_images_and_captions(tmp_path: Path) -> None:

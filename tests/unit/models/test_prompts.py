@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertTokenizer
 
+from autolabel.models import grounding_dino
 from autolabel.models.errors import InvalidInputError
 from autolabel.models.grounding_dino.text import load_tokenizer, phrase_encoder, token_layout
 from autolabel.models.prompts import PromptSet, TokenLayout, chunk_prompt, normalize_phrase
 
-VOCAB_DIR = Path(__file__).parents[2] / "fixtures" / "grounding_dino" / "bert-base-uncased"
+VOCAB_DIR = Path(grounding_dino.__file__).parent / "bert-base-uncased"  # the packaged vocabulary
 
 
 @pytest.fixture(scope="module")

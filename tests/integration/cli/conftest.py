@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,31 @@ def base_env(tmp_path: Path) -> dict[str, str]:
         COLUMNS="200",
     )
     return env
+
+
+@pytest.fixture
+def cli_in_process(
+    base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
+    """Run `autolabel ARGS` in this process with `base_env` (plus overrides); returns
+    (exit code, stdout, stderr). For commands that start no flow (no Prefect server)."""
+    from autolabel.flows.cli import main
+    from autolabel.flows.settings import get_settings
+
+    def run(args: list[str], **env: str) -> tuple[int, str, str]:
+        for name in list(os.environ):
+            if name.startswith("AUTOLABEL_"):
+                monkeypatch.delenv(name)
+        for name, value in (base_env | env).items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        capsys.readouterr()
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from collections.abc import Callable
 
 import pytest
 
@@ -88,23 +89,23 @@ def test_doctor_fails_when_s3_is_down_or_bucket_missing(
     ],
 )
 def test_bad_configuration_is_one_line_without_traceback(
-    base_env: dict[str, str], variable: str, value: str, expected: str
+    cli_in_process: Callable[..., tuple[int, str, str]], variable: str, value: str, expected: str
 ) -> None:
-    result = run_cli(["doctor"], base_env | {variable: value})
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"autolabel: error: {expected}")
-    assert result.stderr.count("\n") == 1
-    assert "Traceback" not in result.stderr
+    code, _, err = cli_in_process(["doctor"], **{variable: value})
+    assert code == 2
+    assert err.startswith(f"autolabel: error: {expected}")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
 
 
-def test_unreachable_database_for_a_command_is_one_line(base_env: dict[str, str]) -> None:
-    env = base_env | {
-        "AUTOLABEL_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x",
-    }
-    result = run_cli(["runs"], env)
-    assert result.returncode == 2
-    assert result.stderr.startswith("autolabel: error: cannot connect to database")
-    assert "Traceback" not in result.stderr
+def test_unreachable_database_for_a_command_is_one_line(
+    cli_in_process: Callable[..., tuple[int, str, str]],
+) -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"
+    code, _, err = cli_in_process(["runs"], AUTOLABEL_DATABASE_URL=url)
+    assert code == 2
+    assert err.startswith("autolabel: error: cannot connect to database")
+    assert "Traceback" not in err
 
 
 def test_every_command_has_help() -> None:

@@ -1,5 +1,6 @@
 """`autolabel label --dry-run`: counts and estimates without writing anything."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,9 @@ def test_dry_run_counts_and_estimates_without_labeling(
     assert "dry" not in runs.stdout  # the dry run created no run
 
 
-def test_bad_job_parameters_are_one_line(base_env: dict[str, str], tmp_path: Path) -> None:
+def test_bad_job_parameters_are_one_line(
+    cli_in_process: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
     source = tmp_path.as_uri()
     cases = {
         ("--prompts", " . . "): "prompts",
@@ -47,8 +50,8 @@ def test_bad_job_parameters_are_one_line(base_env: dict[str, str], tmp_path: Pat
         ("--prompts", "cat", "--duplicate-policy", "merge"): "duplicate_policy",
     }
     for extra, expected in cases.items():
-        result = run_cli(["label", "--source", source, "--dataset", "d", *extra], base_env)
-        assert result.returncode == 2, result.stderr
-        assert result.stderr.startswith("autolabel: error: ")
-        assert expected in result.stderr
-        assert result.stderr.count("\n") == 1
+        code, _, err = cli_in_process(["label", "--source", source, "--dataset", "d", *extra])
+        assert code == 2, err
+        assert err.startswith("autolabel: error: ")
+        assert expected in err
+        assert err.count("\n") == 1

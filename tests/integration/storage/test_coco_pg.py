@@ -1,17 +1,15 @@
 """COCO export/import on PostgreSQL (server-side cursors, COPY path), to a moto S3 bucket."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pycocotools.coco import COCO
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from autolabel.storage.config import S3Config
 from autolabel.storage.db.coco_io import export_coco, import_coco, write_coco
-from autolabel.storage.db.engine import make_engine, upgrade_to_head
 from autolabel.storage.db.tables import Annotation
 from autolabel.storage.objectstore import open_store
 from autolabel.storage.sa1b import read_shard, write_shard
@@ -19,24 +17,6 @@ from tests.unit.storage.test_coco import evaluate_against_itself, populate
 from tests.unit.storage.test_sa1b import make_samples
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def engine(postgres_url: str) -> Iterator[Engine]:
-    eng = make_engine(postgres_url)
-    upgrade_to_head(eng)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with engine.connect() as conn:
-        trans = conn.begin()
-        sess = Session(bind=conn, join_transaction_mode="create_savepoint")
-        yield sess
-        sess.close()
-        trans.rollback()
 
 
 def test_export_to_s3_loads_and_scores_perfectly(

@@ -2,7 +2,6 @@
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +9,12 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from autolabel.storage.coco import CocoJsonWriter, read_coco
 from autolabel.storage.db.bulk import write_image_batch
 from autolabel.storage.db.coco_io import ExportFilter, export_coco, import_coco
-from autolabel.storage.db.engine import make_engine, upgrade_to_head
 from autolabel.storage.db.records import AnnotationIn, ImageIn, ImageOutcome
 from autolabel.storage.db.repository import (
     create_label_run,
@@ -31,24 +29,6 @@ from autolabel.storage.rle import decode_rle, encode_masks, rle_areas, rle_bboxe
 
 WORK_KEY = "c" * 64
 H, W = 48, 64
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    upgrade_to_head(eng)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with engine.connect() as conn:
-        trans = conn.begin()
-        sess = Session(bind=conn, join_transaction_mode="create_savepoint")
-        yield sess
-        sess.close()
-        trans.rollback()
 
 
 def _random_masks(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -1,16 +1,12 @@
 """Repository behaviour on SQLite (the PostgreSQL run imports these tests, see integration)."""
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from autolabel.storage.db.bulk import write_annotations, write_image_batch
-from autolabel.storage.db.engine import make_engine, upgrade_to_head
 from autolabel.storage.db.model_versions import (
     archive_model_version,
     get_production_model,
@@ -42,24 +38,6 @@ from autolabel.storage.db.tables import (
 from autolabel.storage.errors import ConflictError, TransientStorageError
 
 WORK_KEY = "a" * 64
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    upgrade_to_head(eng)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with engine.connect() as conn:
-        trans = conn.begin()
-        sess = Session(bind=conn, join_transaction_mode="create_savepoint")
-        yield sess
-        sess.close()
-        trans.rollback()
 
 
 def _anns(image_id: int, category_id: int, n: int, offset: float = 0.0) -> tuple[AnnotationIn, ...]:

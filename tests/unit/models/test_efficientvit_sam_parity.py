@@ -6,7 +6,6 @@ fixtures were made. L0 and XL0 are also checked after `prepare_for_inference` (B
 channels_last), the fast CPU path.
 """
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +19,7 @@ from autolabel.models.efficientvit_sam.optimize import prepare_for_inference
 from autolabel.models.predictor import SamPredictor
 from autolabel.models.registry import build_model
 from autolabel.models.transforms import postprocess_masks, preprocess_image
+from tests.unit.models.helpers import load_script, torch_threads
 
 PARITY_DIR = Path(__file__).resolve().parents[3] / ".." / "shared" / "parity"
 VARIANTS = ["l0", "l1", "l2", "xl0", "xl1"]
@@ -33,12 +33,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def load_fill() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("parity_fill", PARITY_DIR / "fill.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(PARITY_DIR / "fill.py", "parity_fill")
 
 
 def filled_model(variant: str) -> Any:
@@ -51,10 +46,8 @@ def filled_model(variant: str) -> Any:
 @pytest.fixture(scope="module", autouse=True)
 def two_threads() -> Iterator[None]:
     """The fixtures were made with two intra-op threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(2):
+        yield
 
 
 @pytest.fixture(scope="module", params=VARIANTS)

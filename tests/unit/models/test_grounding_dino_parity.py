@@ -6,7 +6,6 @@ with values depending only on its original name and shape (fill.py), so no check
 Random weights give near-tied encoder scores, so the original's top-k query selection is replayed.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -28,17 +27,13 @@ from autolabel.models.grounding_dino import (
 from autolabel.models.grounding_dino.checkpoint import check_state_dict
 from autolabel.models.grounding_dino.forward import image_forward
 from autolabel.models.grounding_dino.text import encode_text
+from tests.unit.models.helpers import load_script
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "grounding_dino"
 
 
 def fill_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gdino_fill", FIXTURES / "fill.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(FIXTURES / "fill.py", "gdino_fill")
 
 
 def original_state_dict(variant: str) -> dict[str, torch.Tensor]:

@@ -11,14 +11,13 @@ from autolabel.models.efficientvit_sam.optimize import prepare_for_inference, re
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import InvalidInputError
 from autolabel.models.registry import build_model
+from tests.unit.models.helpers import torch_threads
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

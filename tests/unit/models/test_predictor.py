@@ -17,15 +17,14 @@ from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import ImageNotSetError, InvalidInputError
 from autolabel.models.predictor import Prediction, SamPredictor
 from autolabel.models.registry import build_model
+from tests.unit.models.helpers import torch_threads
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
     """The tiny model is latency-bound: one intra-op thread avoids OpenMP spinning on a busy box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ Each function returns table rows `{"case": str, "value": float, "unit": str}`.
   (a moto server), then times full streaming listings through `S3Store.list` (keys/s), with a
   suffix filter and with a glob whose literal prefix narrows the request; also a local-folder
   listing of the same keys for comparison.
+- `moto_listing_cases(quick)`: the same, on a moto server it starts and stops itself.
 - `decode_cases(quick)`: `decode_image` rates per format on synthetic photo-like images
   (JPEG full size vs draft-reduced for 1024 and 512 px model inputs, PNG, 16-bit PNG, WebP),
   in images/s and megapixels/s of the original image.
@@ -177,7 +178,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _with_moto(quick: bool) -> list[Row]:
+def moto_listing_cases(quick: bool) -> list[Row]:
+    """`listing_cases` against a moto S3 server started for them on a free local port."""
     port = _free_port()
     cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
@@ -201,7 +203,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="about a minute")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args()
-    rows = decode_cases(args.quick) + _with_moto(args.quick)
+    rows = decode_cases(args.quick) + moto_listing_cases(args.quick)
     for row in rows:
         print(f"{row['case']:<60}{row['value']:>14,.1f}  {row['unit']}")
     if args.json:

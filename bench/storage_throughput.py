@@ -262,36 +262,11 @@ def io_rows(quick: bool) -> list[dict[str, Any]]:
     except ImportError:
         return []
     sys.path.pop(0)
+    cases: Callable[[bool], list[dict[str, Any]]]
     rows: list[dict[str, Any]] = []
-    decode: Callable[[bool], list[dict[str, Any]]] = storage_io_cases.decode_cases
-    rows.extend(decode(quick))
-    rows.extend(_listing_rows(storage_io_cases.listing_cases, quick))
+    for cases in (storage_io_cases.decode_cases, storage_io_cases.moto_listing_cases):
+        rows.extend(cases(quick))
     return rows
-
-
-def _listing_rows(listing: Callable[[str, bool], list[dict[str, Any]]], quick: bool) -> list[Any]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        return listing(f"http://127.0.0.1:{port}", quick)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def print_table(results: dict[str, Any]) -> None:

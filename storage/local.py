@@ -22,7 +22,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterator, MutableSequence, Sequence
+from collections.abc import Callable, Iterator, MutableSequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,7 +32,13 @@ from autolabel.storage.errors import (
     StorageError,
     UnsafeKeyError,
 )
-from autolabel.storage.objectstore import KeyFilter, ObjectInfo, validate_key
+from autolabel.storage.objectstore import (
+    FilteredListing,
+    KeyFilter,
+    ObjectInfo,
+    usable_listed_key,
+    validate_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +52,7 @@ def local_etag(st: os.stat_result) -> str:
     return hashlib.blake2b(token, digest_size=16).hexdigest()
 
 
-class LocalStore:
+class LocalStore(FilteredListing):
     """Objects stored as files under `root`; keys are `/`-separated paths relative to it."""
 
     def __init__(self, root: Path) -> None:
@@ -169,19 +175,12 @@ class LocalStore:
         if not os.access(self._real_root, os.R_OK | os.X_OK):
             raise StorageConfigError(f"local store root {self.url} is not readable")
 
-    def list(
-        self,
-        prefix: str = "",
-        *,
-        suffixes: Sequence[str] | None = None,
-        pattern: str | None = None,
-    ) -> Iterator[ObjectInfo]:
-        """Stream matching files (see `ObjectStore.list`); order is the filesystem's."""
-        key_filter = KeyFilter.build(prefix, suffixes, pattern)
+    def _before_listing(self) -> None:
+        """A listing of a missing or unreadable root fails (see `check`) rather than being empty."""
         self.check()
-        start = key_filter.list_prefix
-        if start is None:
-            return
+
+    def _list_under(self, start: str, key_filter: KeyFilter) -> Iterator[ObjectInfo]:
+        """Stream matching files; order is the filesystem's."""
         stack = [start.rpartition("/")[0]]
         while stack:
             yield from self._scan_dir(stack.pop(), start, key_filter, stack)
@@ -213,10 +212,7 @@ class LocalStore:
                         yield info
 
     def _listed_info(self, key: str, entry: os.DirEntry[str]) -> ObjectInfo | None:
-        try:
-            validate_key(key)
-        except UnsafeKeyError:
-            logger.warning("skipping file with an unusable name in %s: %r", self.url, key)
+        if not usable_listed_key(key, self.url):
             return None
         try:
             if entry.is_symlink():

@@ -7,6 +7,7 @@ bytes (S3's limit). The same rules apply on S3 so that a key that works in one s
 the other, and so that S3-compatible servers that normalise paths cannot be steered elsewhere.
 """
 
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from autolabel.storage.errors import StorageConfigError, UnsafeKeyError
 
 if TYPE_CHECKING:
     from autolabel.storage.config import S3Config
+
+logger = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024
 ACCEPTED_SCHEMES = ("file", "s3")
@@ -212,6 +215,45 @@ class KeyFilter:
         if self.suffixes is not None and not key.lower().endswith(self.suffixes):
             return False
         return self._regex is None or self._regex.match(key) is not None
+
+
+class FilteredListing:
+    """`ObjectStore.list` shared by the stores: the arguments become a `KeyFilter`, and the store
+    streams the objects under the narrowest prefix that filter allows (`_list_under`)."""
+
+    def list(
+        self,
+        prefix: str = "",
+        *,
+        suffixes: Sequence[str] | None = None,
+        pattern: str | None = None,
+    ) -> Iterator[ObjectInfo]:
+        """Stream the matching objects; see `ObjectStore.list`."""
+        key_filter = KeyFilter.build(prefix, suffixes, pattern)
+        self._before_listing()
+        start = key_filter.list_prefix
+        if start is not None:
+            yield from self._list_under(start, key_filter)
+
+    def _before_listing(self) -> None:
+        """Runs once the listing arguments are valid, before any matching; nothing by default."""
+
+    def _list_under(self, start: str, key_filter: KeyFilter) -> Iterator[ObjectInfo]:
+        """Stream the objects whose keys start with `start` and pass `key_filter`."""
+        raise NotImplementedError
+
+
+def usable_listed_key(key: str, store_url: str) -> bool:
+    """Whether a key found by a listing passes `validate_key`; logs and skips it otherwise.
+
+    A listing meets names written by other tools; one unusable name must not end the listing.
+    """
+    try:
+        validate_key(key)
+    except UnsafeKeyError:
+        logger.warning("skipping an object with an unusable key in %s: %r", store_url, key)
+        return False
+    return True
 
 
 def open_store(url: str, *, s3: "S3Config | None" = None) -> ObjectStore:

@@ -16,7 +16,7 @@ bare 404 to HEAD), so they report `ObjectNotFoundError`/False; `check()` tells t
 import io
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -41,7 +41,14 @@ from autolabel.storage.errors import (
     StorageError,
     TransientStorageError,
 )
-from autolabel.storage.objectstore import KeyFilter, ObjectInfo, validate_key, validate_prefix
+from autolabel.storage.objectstore import (
+    FilteredListing,
+    KeyFilter,
+    ObjectInfo,
+    usable_listed_key,
+    validate_key,
+    validate_prefix,
+)
 
 if TYPE_CHECKING:
     from botocore.response import StreamingBody
@@ -76,7 +83,7 @@ def botocore_config(config: S3Config) -> Config:
     )
 
 
-class S3Store:
+class S3Store(FilteredListing):
     """Objects under `s3://bucket/prefix`; keys are relative to the prefix."""
 
     def __init__(
@@ -159,18 +166,8 @@ class S3Store:
     def _at(self) -> str:
         return f" at {self._config.endpoint_url}" if self._config.endpoint_url else ""
 
-    def list(
-        self,
-        prefix: str = "",
-        *,
-        suffixes: Sequence[str] | None = None,
-        pattern: str | None = None,
-    ) -> Iterator[ObjectInfo]:
+    def _list_under(self, start: str, key_filter: KeyFilter) -> Iterator[ObjectInfo]:
         """Stream matching objects page by page (1000 keys per request), in key order."""
-        key_filter = KeyFilter.build(prefix, suffixes, pattern)
-        start = key_filter.list_prefix
-        if start is None:
-            return
         paginator = self._client.get_paginator("list_objects_v2")
         pages = paginator.paginate(
             Bucket=self._bucket,
@@ -190,10 +187,7 @@ class S3Store:
         key = str(item["Key"])[len(self._prefix) :]
         if not key or key.endswith("/") or not key_filter.matches(key):
             return None  # folder markers ("dir/" zero-byte objects) are not objects here
-        try:
-            validate_key(key)
-        except StorageError:
-            logger.warning("skipping object with an unusable key in %s: %r", self.url, key)
+        if not usable_listed_key(key, self.url):
             return None
         return ObjectInfo(key, int(item["Size"]), str(item.get("ETag", "")).strip('"'))
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the model tests: intra-op thread count, fixture scripts loaded by path."""
+"""Helpers shared by the model tests: the tokenizer vocabulary, thread count, scripts by path."""
 
 import importlib.util
 from collections.abc import Iterator
@@ -7,6 +7,11 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+
+from autolabel.models import grounding_dino
+
+#: The bert-base-uncased vocabulary shipped in the package (tokenizer_dir of the detector).
+VOCAB_DIR = Path(grounding_dino.__file__).parent / "bert-base-uncased"
 
 
 @contextmanager

@@ -1,14 +1,12 @@
 """GroundingDINO backend on the tiny random configuration: forward, batching, chunking, loading."""
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from transformers import BertTokenizer, GroundingDinoForObjectDetection
 
-from autolabel.models import grounding_dino
 from autolabel.models.box_ops import cxcywh_norm_to_xyxy_px
 from autolabel.models.detection import DetectionConfig, Detections
 from autolabel.models.errors import InvalidInputError, UnknownModelError
@@ -24,8 +22,8 @@ from autolabel.models.grounding_dino.forward import image_forward
 from autolabel.models.grounding_dino.preprocess import resized_hw, to_pixel_values
 from autolabel.models.grounding_dino.text import encode_text
 from autolabel.models.prompts import PromptSet
+from tests.unit.models.helpers import VOCAB_DIR
 
-VOCAB_DIR = Path(grounding_dino.__file__).parent / "bert-base-uncased"  # the packaged vocabulary
 # Keep every query: no thresholds, no suppression, no limit below the 30 queries.
 KEEP_ALL = DetectionConfig(
     box_threshold=0.0,

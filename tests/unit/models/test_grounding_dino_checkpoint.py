@@ -7,7 +7,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertTokenizer
 
-from autolabel.models import grounding_dino
 from autolabel.models.errors import (
     CheckpointError,
     CheckpointMismatchError,
@@ -28,8 +27,7 @@ from autolabel.models.grounding_dino.original_backend import (
     import_original,
 )
 from autolabel.models.weights import sha256_of
-
-VOCAB_DIR = Path(grounding_dino.__file__).parent / "bert-base-uncased"  # the packaged vocabulary
+from tests.unit.models.helpers import VOCAB_DIR
 
 
 def test_save_and_reload_is_strict_and_exact(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from autolabel.models import grounding_dino
 from autolabel.models.detection import DetectionConfig
 from autolabel.models.errors import InvalidInputError
 from autolabel.models.grounding_dino import (
@@ -21,8 +20,7 @@ from autolabel.models.grounding_dino.forward import image_forward
 from autolabel.models.grounding_dino.onnx_export import OnnxImageSide, export_onnx
 from autolabel.models.grounding_dino.text import encode_text
 from autolabel.models.prompts import PromptSet
-
-VOCAB_DIR = Path(grounding_dino.__file__).parent / "bert-base-uncased"  # the packaged vocabulary
+from tests.unit.models.helpers import VOCAB_DIR
 
 
 def test_onnx_runtime_matches_torch_for_new_images_and_captions(tmp_path: Path) -> None:

@@ -1,19 +1,16 @@
 """Prompt parsing, synonym mapping and caption chunking with the real bert-base-uncased vocab."""
 
 import itertools
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertTokenizer
 
-from autolabel.models import grounding_dino
 from autolabel.models.errors import InvalidInputError
 from autolabel.models.grounding_dino.text import load_tokenizer, phrase_encoder, token_layout
 from autolabel.models.prompts import PromptSet, TokenLayout, chunk_prompt, normalize_phrase
-
-VOCAB_DIR = Path(grounding_dino.__file__).parent / "bert-base-uncased"  # the packaged vocabulary
+from tests.unit.models.helpers import VOCAB_DIR
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 """prepare_for_inference: BN folding parity, precision options, no mutation of the input."""
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -11,13 +9,8 @@ from autolabel.models.efficientvit_sam.optimize import prepare_for_inference, re
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import InvalidInputError
 from autolabel.models.registry import build_model
-from tests.unit.models.helpers import torch_threads
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """SamPredictor and the batched API on the tiny random-init test model."""
 
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -17,14 +16,8 @@ from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import ImageNotSetError, InvalidInputError
 from autolabel.models.predictor import Prediction, SamPredictor
 from autolabel.models.registry import build_model
-from tests.unit.models.helpers import torch_threads
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The tiny model is latency-bound: one intra-op thread avoids OpenMP spinning on a busy box."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -56,8 +56,11 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: StateDict, what: 
     Raises:
         CheckpointMismatchError: Names the first 10 keys of each kind.
     """
-    check_state_dict(model.state_dict(), state_dict, what)
-    model.load_state_dict(state_dict, strict=False)
+    own = model.state_dict()
+    check_state_dict(own, state_dict, what)
+    # Only keys matched by IGNORED_MISSING can be absent here: they keep the model's own values.
+    complete = {**{k: v for k, v in own.items() if k not in state_dict}, **state_dict}
+    model.load_state_dict(complete, strict=True)
 
 
 def check_state_dict(expected: StateDict, state_dict: StateDict, what: str) -> None:

@@ -29,8 +29,10 @@ from autolabel.models.evaluation import (
     summarize_clicks,
 )
 from autolabel.storage.coco import segmentation_to_rle
+from autolabel.storage.config import S3Config
 from autolabel.storage.errors import FormatError, InvalidImageError, StorageError
 from autolabel.storage.images import decode_image
+from autolabel.storage.objectstore import open_store
 from autolabel.storage.rle import decode_rle, encode_mask
 from autolabel.storage.sa1b import read_folder, read_shard
 from autolabel.tasks.training_data import FOLDER_UNIT, list_units
@@ -70,16 +72,14 @@ def _xyxy(bbox_xywh: Any) -> tuple[float, float, float, float]:
     return x, y, x + w, y + h
 
 
-def iter_sa1b_images(source: str) -> Iterator[EvalImage | str]:
+def iter_sa1b_images(source: str, *, s3: S3Config | None = None) -> Iterator[EvalImage | str]:
     """Images of an SA-1B source; a string names an unreadable shard or sample (skipped)."""
-    from autolabel.storage.objectstore import open_store
-
-    for key in list_units(source):
+    for key in list_units(source, s3=s3):
         try:
             samples = (
                 read_folder(Path(source))
                 if key == FOLDER_UNIT
-                else read_shard(open_store(source).open(key), name=key)
+                else read_shard(open_store(source, s3=s3).open(key), name=key)
             )
             for sample in samples:
                 rec = sample.record

@@ -40,6 +40,7 @@ from autolabel.models.training.step import (
     train_step,
 )
 from autolabel.models.training.weights import save_trained_weights
+from autolabel.storage.config import S3Config
 from autolabel.storage.objectstore import open_store
 from autolabel.tasks.distillation import TeacherCache, load_teacher
 from autolabel.tasks.distributed import (
@@ -104,6 +105,7 @@ class TrainConfig:
         teacher_config: Teacher architecture (SAM-ViT-H; smaller ones for tests).
         freeze_bn: Keep BatchNorm running statistics fixed (fine-tuning released weights);
             False updates them per batch (training from scratch).
+        s3: S3 client settings for `s3://` data and teacher caches (endpoint, region, ...).
     """
 
     data: str
@@ -130,6 +132,7 @@ class TrainConfig:
     teacher_cache: str | None = None
     teacher_config: VitConfig = SAM_VIT_H
     freeze_bn: bool = True
+    s3: S3Config | None = None
 
 
 @dataclass(slots=True)
@@ -163,7 +166,7 @@ class _Batches:
     ) -> None:
         self.config, self.stream_config = config, stream_config
         self.rank, self.world = rank, world
-        self.units = list_units(config.data)
+        self.units = list_units(config.data, s3=config.s3)
         self.position = StreamPosition()
         self.bad: list[str] = []
         self._items: Iterator[DataItem | BadData] | None = None
@@ -171,7 +174,7 @@ class _Batches:
     def _new_epoch_items(self) -> Iterator[DataItem | BadData]:
         stream = Sa1bStream(
             self.config.data, self.units, self.stream_config, rank=self.rank,
-            world_size=self.world, position=StreamPosition(
+            world_size=self.world, s3=self.config.s3, position=StreamPosition(
                 self.position.epoch, dict(self.position.consumed)
             ),
         )  # fmt: skip
@@ -215,7 +218,7 @@ def _teacher_cache(config: TrainConfig, device: torch.device) -> TeacherCache | 
         return None
     encoder, checksum = load_teacher(config.distill_teacher, device, config=config.teacher_config)
     url = config.teacher_cache or str(config.output / "teacher-cache")
-    return TeacherCache(open_store(url), encoder, checksum)
+    return TeacherCache(open_store(url, s3=config.s3), encoder, checksum)
 
 
 class _Run:

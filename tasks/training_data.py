@@ -25,6 +25,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from autolabel.models.training.augment import choose_masks, prepare_sample
 from autolabel.models.training.prompts import sample_prompts
 from autolabel.models.training.step import PromptedSample
+from autolabel.storage.config import S3Config
 from autolabel.storage.errors import FormatError, InvalidImageError, StorageError
 from autolabel.storage.images import decode_image
 from autolabel.storage.objectstore import open_store
@@ -112,8 +113,12 @@ class StreamPosition:
         return cls(epoch=epoch, consumed={str(k): int(v) for k, v in consumed.items()})
 
 
-def list_units(source: str) -> list[str]:
+def list_units(source: str, *, s3: S3Config | None = None) -> list[str]:
     """Sorted shard keys of `source`, or `[FOLDER_UNIT]` for a local folder of JSON pairs.
+
+    Args:
+        source: Local folder or store URL.
+        s3: S3 client settings for `s3://` sources (endpoint, region, ...).
 
     Raises:
         StorageError: the source cannot be listed, or holds no shards and no JSON files.
@@ -123,7 +128,7 @@ def list_units(source: str) -> list[str]:
         if not any(local.rglob("*.json")):
             raise FormatError(f"expected SA-1B shards or JSON files in {source}, found none")
         return [FOLDER_UNIT]
-    store = open_store(source)
+    store = open_store(source, s3=s3)
     keys = sorted(info.key for info in store.list(suffixes=SHARD_SUFFIXES))
     if not keys:
         raise FormatError(f"expected SA-1B tar shards ({', '.join(SHARD_SUFFIXES)}) in {source}")
@@ -169,6 +174,7 @@ class Sa1bStream(IterableDataset[DataItem | BadData]):
         config: Augmentation and prompt settings.
         rank: This process's rank; world_size: number of processes.
         position: Where to resume (epoch and consumed samples); fresh when None.
+        s3: S3 client settings for `s3://` sources.
     """
 
     def __init__(
@@ -180,8 +186,10 @@ class Sa1bStream(IterableDataset[DataItem | BadData]):
         rank: int = 0,
         world_size: int = 1,
         position: StreamPosition | None = None,
+        s3: S3Config | None = None,
     ) -> None:
         super().__init__()
+        self.s3 = s3
         self.source, self.units, self.config = source, units, config
         self.rank, self.world_size = rank, world_size
         self.position = position or StreamPosition()
@@ -206,7 +214,7 @@ class Sa1bStream(IterableDataset[DataItem | BadData]):
         key = self.units[unit]
         if key == FOLDER_UNIT:
             return self.source, read_folder(Path(self.source))
-        store = open_store(self.source)
+        store = open_store(self.source, s3=self.s3)
         name = f"{self.source.rstrip('/')}/{key}"
         return name, read_shard(store.open(key), name=name)
 

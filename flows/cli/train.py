@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from autolabel.flows.resources import s3_config
+from autolabel.flows.settings import load_settings
 from autolabel.models.registry import build_model
 from autolabel.tasks.evaluate import (
     coco_mask_map,
@@ -48,7 +50,7 @@ def train(
         images_per_batch=images_per_batch, grad_accum=grad_accum, lr=lr, max_masks=max_masks,
         checkpoint_every=checkpoint_every, num_workers=num_workers, seed=seed, device=device,
         single_weight=single_weight, freeze_bn=freeze_bn, distill_teacher=teacher,
-        teacher_cache=teacher_cache,
+        teacher_cache=teacher_cache, s3=s3_config(load_settings()),
     )  # fmt: skip
     try:
         result = run_training(config)
@@ -88,7 +90,7 @@ def eval(
         doc = json.loads(coco_annotations.read_text())
         images = iter_coco_images(doc, Path(data))
     else:
-        images = iter_sa1b_images(data)
+        images = iter_sa1b_images(data, s3=s3_config(load_settings()))
     metrics = evaluate_images(sam, images, clicks=clicks, max_images=max_images)
     if detections is not None and coco_annotations is not None:
         metrics.update(coco_mask_map(sam, coco_annotations, Path(data), detections))

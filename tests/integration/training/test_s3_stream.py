@@ -5,6 +5,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from autolabel.storage.config import S3Config
 from autolabel.tasks.synthetic import write_synthetic_shards
 from autolabel.tasks.training_data import BadData, DataItem, Sa1bStream, StreamConfig, list_units
 
@@ -22,12 +23,15 @@ def test_stream_from_s3_reports_the_damaged_shard(
             data = data[:2000]
         client.put_object(Bucket=s3_bucket, Key=f"sa1b/{path.name}", Body=data)
     source = f"s3://{s3_bucket}/sa1b"
-    units = list_units(source)
+    s3 = S3Config(endpoint_url=s3_env, region="us-east-1")
+    units = list_units(source, s3=s3)
     assert units == ["sa_000000.tar", "sa_000001.tar", "sa_000002.tar"]
     items = [
         item
         for rank in range(2)
-        for item in Sa1bStream(source, units, StreamConfig(input_size=128), rank=rank, world_size=2)
+        for item in Sa1bStream(
+            source, units, StreamConfig(input_size=128), rank=rank, world_size=2, s3=s3
+        )
     ]
     bad = [i.name for i in items if isinstance(i, BadData)]
     assert bad == [f"s3://{s3_bucket}/sa1b/sa_000002.tar"]

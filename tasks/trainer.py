@@ -103,8 +103,9 @@ class TrainConfig:
         teacher_cache: Store URL or folder of cached teacher embeddings; None:
             `<output>/teacher-cache`.
         teacher_config: Teacher architecture (SAM-ViT-H; smaller ones for tests).
-        freeze_bn: Keep BatchNorm running statistics fixed (fine-tuning released weights);
-            False updates them per batch (training from scratch).
+        freeze_bn: Keep BatchNorm running statistics fixed (right when fine-tuning trained
+            weights); False updates them per batch (training from scratch). None: freeze when
+            `checkpoint` is given.
         s3: S3 client settings for `s3://` data and teacher caches (endpoint, region, ...).
     """
 
@@ -131,7 +132,7 @@ class TrainConfig:
     distill_teacher: Path | None = None
     teacher_cache: str | None = None
     teacher_config: VitConfig = SAM_VIT_H
-    freeze_bn: bool = True
+    freeze_bn: bool | None = None
     s3: S3Config | None = None
 
 
@@ -231,7 +232,8 @@ class _Run:
         spec = get_spec(config.model_name)
         self.model = build_model(config.model_name, config.checkpoint, self.device)
         self.model.train()
-        if config.freeze_bn:
+        freeze = config.checkpoint is not None if config.freeze_bn is None else config.freeze_bn
+        if freeze:
             freeze_batch_norm_stats(self.model)
         self.teacher = _teacher_cache(config, self.device)
         module: torch.nn.Module = (

@@ -39,7 +39,9 @@ def train(
     seed: int = typer.Option(0, help="Seed of data order, augmentation and prompts."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     single_weight: float = typer.Option(1.0, help="Loss weight of the single-mask output."),
-    freeze_bn: bool = typer.Option(True, help="Keep BatchNorm statistics (fine-tuning)."),
+    freeze_bn: bool | None = typer.Option(
+        None, help="Keep BatchNorm statistics; default: yes when --checkpoint is given."
+    ),
     teacher: Path | None = typer.Option(None, help="SAM checkpoint: run encoder distillation."),
     teacher_cache: str | None = typer.Option(None, help="Store URL for teacher embeddings."),
 ) -> None:

@@ -15,7 +15,7 @@ from autolabel.tasks.synthetic import write_synthetic_shards
 ENTRY = Path(__file__).with_name("train_entry.py")
 BASE = {
     "model_name": "efficientvit-sam-test", "images_per_batch": 1, "max_masks": 2,
-    "lr": 1e-3, "seed": 7, "num_workers": 0,
+    "lr": 1e-3, "seed": 7, "num_workers": 0, "freeze_bn": True,
 }  # fmt: skip
 
 

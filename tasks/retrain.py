@@ -4,6 +4,7 @@ The promotion rule is `should_promote`: a candidate replaces production only whe
 mIoU beats production's, measured on the same data in the same run, by `margin`.
 """
 
+import math
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from autolabel.tasks.retry import retry_transient
 from autolabel.tasks.trainer import TrainConfig, run_training
 from autolabel.tasks.weights import fetch_version_weights
 
-PROMOTION_METRIC = "box_miou"
+PROMOTION_METRIC = "miou"  # held-out box-prompted mIoU over all objects
 
 
 class RetrainRequest(BaseModel):
@@ -42,6 +43,7 @@ class RetrainRequest(BaseModel):
     )
     max_steps: int = Field(200, ge=1, description="Optimiser steps.")
     images_per_batch: int = Field(2, ge=1)
+    max_masks: int = Field(64, ge=1, description="Masks sampled per image (paper: 64).")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per step (paper: 256 images).")
     lr: float | None = Field(None, gt=0, description="Peak LR (default: the paper's).")
     seed: int = 0
@@ -117,10 +119,12 @@ def train_candidate(request: RetrainRequest, start: str | None, work_dir: str) -
             max_steps=request.max_steps,
             checkpoint=Path(start) if start else None,
             images_per_batch=request.images_per_batch,
+            max_masks=request.max_masks,
             grad_accum=request.grad_accum,
             lr=request.lr,
             seed=request.seed,
             device=_resources.resolve_device(_resources.runtime().device),
+            s3=_resources.runtime().s3,
         )
     )
     if result.weights is None or result.sha256 is None:
@@ -138,9 +142,10 @@ def train_candidate(request: RetrainRequest, start: str | None, work_dir: str) -
 def evaluate_weights(request: RetrainRequest, weights: str | None) -> dict[str, float]:
     """Held-out box mIoU (overall and by size) of `weights` (random init when None)."""
     model = build_model(request.model, Path(weights) if weights else None, verify_sha256=False)
-    return evaluate_images(
-        model, iter_sa1b_images(request.holdout), clicks=False, max_images=request.max_eval_images
-    )
+    images = iter_sa1b_images(request.holdout, s3=_resources.runtime().s3)
+    metrics = evaluate_images(model, images, clicks=False, max_images=request.max_eval_images)
+    # Size buckets without objects are NaN: left out, as JSON (and the registry) has no NaN.
+    return {name: value for name, value in metrics.items() if math.isfinite(value)}
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)

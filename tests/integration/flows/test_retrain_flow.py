@@ -1,0 +1,73 @@
+"""Flow `retrain-sam` on synthetic SA-1B shards: train, evaluate, register, promote or refuse.
+
+Runs against PostgreSQL (model registry) and moto S3 (data and trained weights) with the tiny
+`efficientvit-sam-test` architecture, which has no released weights: the first retraining starts
+from random initialisation (`from_scratch`).
+"""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from autolabel.flows.retrain import RetrainRequest, retrain_sam
+from autolabel.tasks.synthetic import write_synthetic_shards
+from tests.integration.flows.conftest import FlowEnv
+
+pytestmark = pytest.mark.integration
+
+
+def versions(env: FlowEnv) -> list[tuple[str, str]]:
+    engine = create_engine(env.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT name, stage FROM model_versions ORDER BY id"))
+            return [(str(n), str(s)) for n, s in rows]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.timeout(900)
+def test_better_candidate_is_promoted_and_a_worse_one_is_not(
+    flow_env: FlowEnv, tmp_path: Path
+) -> None:
+    shapes = {"height": 64, "width": 80, "max_shapes": 1, "radius": (0.3, 0.45)}
+    write_synthetic_shards(tmp_path / "train", shards=2, images_per_shard=4, seed=0, **shapes)  # type: ignore[arg-type]
+    write_synthetic_shards(tmp_path / "holdout", shards=1, images_per_shard=4, seed=99, **shapes)  # type: ignore[arg-type]
+    flow_env.upload_folder(tmp_path / "train", "sa1b/train/")
+    flow_env.upload_folder(tmp_path / "holdout", "sa1b/holdout/")
+    request = RetrainRequest(
+        data=f"s3://{flow_env.bucket}/sa1b/train",
+        holdout=f"s3://{flow_env.bucket}/sa1b/holdout",
+        model="efficientvit-sam-test",
+        models_url=f"s3://{flow_env.bucket}/models",
+        max_steps=120,
+        images_per_batch=1,
+        max_masks=1,
+        lr=1e-3,
+        margin=0.0,
+        from_scratch=True,
+    )
+    first = retrain_sam(request)
+    assert first.production is not None
+    assert first.production.name == "random-init"
+    assert first.candidate.metrics["miou"] > first.production.metrics["miou"] + 0.05
+    assert first.promoted, first.reason
+    assert versions(flow_env) == [(first.candidate.name, "production")]
+    stored = flow_env.s3().head_object(
+        Bucket=flow_env.bucket, Key=f"models/{first.candidate.name}.pt"
+    )
+    assert stored["ContentLength"] > 0
+    assert first.weights_uri.endswith(f"{first.candidate.name}.pt")
+
+    # The second run starts from the production version; demanding a gain of 1.0 mIoU (the
+    # whole range) makes any candidate worse than required: it is registered, not promoted.
+    second = retrain_sam(request.model_copy(update={"max_steps": 2, "margin": 1.0}))
+    assert second.production is not None
+    assert second.production.name == first.candidate.name
+    assert not second.promoted
+    assert "does not beat" in second.reason
+    assert versions(flow_env) == [
+        (first.candidate.name, "production"),
+        (second.candidate.name, "candidate"),
+    ]

@@ -1,8 +1,8 @@
 """Flow `export-sa1b`: stored annotations become SA-1B training shards, and retraining hears of it.
 
-    annotations (a dataset, a run, or only reviewer-accepted ones) -> SA-1B tar shards in object
-    storage -> event `autolabel.sa1b.landed` (payload: the shards' URL) -> the `retrain-sam`
-    deployment's trigger starts a retraining on them
+annotations (a dataset, a run, or only reviewer-accepted ones) -> SA-1B tar shards in object
+storage -> event `autolabel.sa1b.landed` (payload: the shards' URL) -> the `retrain-sam`
+deployment's trigger starts a retraining on them
 """
 
 from prefect import flow, get_run_logger
@@ -24,8 +24,6 @@ def export_sa1b_shards(request: Sa1bExportRequest) -> Sa1bExportResult:
     """Write the shards, then announce them to the retraining deployment."""
     configure_process(get_settings())
     result: Sa1bExportResult = export_sa1b(request)
-    if result.shards and announce_sa1b(
-        result.url, shards=len(result.shards), images=result.images
-    ):
+    if result.shards and announce_sa1b(result.url, shards=len(result.shards), images=result.images):
         get_run_logger().info("announced %d shards at %s", len(result.shards), result.url)
     return result

@@ -28,6 +28,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.corpus (the image generator)
 
+from sqlalchemy.engine import make_url  # noqa: E402
+
 from autolabel.models.detection import Detections  # noqa: E402
 from autolabel.models.types import MaskSet  # noqa: E402
 from autolabel.storage.config import S3Config  # noqa: E402
@@ -198,9 +200,12 @@ def main() -> None:
         model_rate = model_only_rate(folder, det_s, seg_s, args.batch_size)
         for shard_size in args.shard_sizes:
             db_url = _database(args.pg_url, Path(tmp), shard_size)
-            rate, stages = end_to_end_rate(
-                folder, db_url, shard_size, det_s, seg_s, args.batch_size
-            )
+            try:
+                rate, stages = end_to_end_rate(
+                    folder, db_url, shard_size, det_s, seg_s, args.batch_size
+                )
+            finally:
+                _drop_database(args.pg_url, db_url)
             rows.append({
                 "shard_size": shard_size, "images": args.images,
                 "model_only_images_per_s": round(model_rate, 2),
@@ -232,6 +237,19 @@ def _database(pg_url: str | None, tmp: Path, shard_size: int) -> str:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = pg_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     return f"{base}/{name}"
+
+
+def _drop_database(pg_url: str | None, db_url: str) -> None:
+    """Drop a benchmark database created by `_database` (SQLite files go with the temp dir)."""
+    if pg_url is None:
+        return
+    import psycopg
+
+    _resources.configure(  # release the engine's connections first
+        _resources.Runtime(database_url=make_url("sqlite://"), s3=S3Config(), weights_dir=Path())
+    )
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{db_url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

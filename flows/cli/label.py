@@ -82,7 +82,7 @@ def print_summary(summary: RunSummary) -> None:
 
 def run_job(job: LabelJob) -> RunSummary:
     """Run the labeling flow in this process with a terminal progress bar."""
-    from autolabel.flows.autolabel import autolabel_dataset
+    from autolabel.flows.label_dataset import autolabel_dataset
 
     columns = (
         TextColumn("{task.description}"),

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from autolabel.flows.autolabel import autolabel_dataset
+from autolabel.flows.label_dataset import autolabel_dataset
 from autolabel.flows.sa1b import Sa1bExportRequest, export_sa1b_shards
 from autolabel.storage.sa1b import read_shard
 from autolabel.tasks.synthetic import write_synthetic_shards

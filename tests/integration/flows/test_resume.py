@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autolabel.flows.autolabel import autolabel_dataset
+from autolabel.flows.label_dataset import autolabel_dataset
 from autolabel.tasks import shard
 from tests.corpus import write_good_images
 from tests.integration.flows.conftest import FlowEnv

@@ -1,6 +1,5 @@
 """Migrations on the real PostgreSQL server: upgrade, `alembic check`, downgrade, re-upgrade."""
 
-import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
@@ -14,20 +13,15 @@ from autolabel.storage.db.engine import (
     upgrade_to_head,
 )
 from autolabel.storage.errors import TransientStorageError
+from tests.conftest import PostgresDatabases
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def fresh_url(postgres_url: str) -> str:
-    """A second, empty database next to the session's one (migrations need a clean slate)."""
-    base, name = postgres_url.rsplit("/", 1)
-    fresh = f"{name}_mig"
-    admin = base.replace("postgresql+psycopg://", "postgresql://", 1) + "/test"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{fresh}"')
-    return f"{base}/{fresh}"
+def fresh_url(postgres_databases: PostgresDatabases) -> str:
+    """A new empty database (migrations need a clean slate); dropped at the end of the session."""
+    return postgres_databases.create()
 
 
 def test_postgres_upgrade_check_downgrade(fresh_url: str) -> None:

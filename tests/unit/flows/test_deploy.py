@@ -1,5 +1,7 @@
 """deploy/prefect.yaml names real flows, valid parameters and schedules, and telemetry off."""
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,14 @@ ROOT = Path(__file__).resolve().parents[3]
 DEPLOYMENTS: list[dict[str, Any]] = yaml.safe_load((ROOT / "deploy" / "prefect.yaml").read_text())[
     "deployments"
 ]
+
+
+@pytest.fixture(autouse=True)
+def restore_sys_path() -> Iterator[None]:
+    """Prefect's file loader puts the flow's folder on sys.path; later tests must not see it."""
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
 
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
@@ -38,7 +48,7 @@ def test_bad_parameters_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.exceptions import ParameterTypeError
 
     monkeypatch.chdir(ROOT)
-    flow = load_flow_from_entrypoint("flows/autolabel.py:autolabel_dataset")
+    flow = load_flow_from_entrypoint("flows/label_dataset.py:autolabel_dataset")
     with pytest.raises(ParameterTypeError, match="shard_size"):
         flow.validate_parameters(
             {"job": {"source": "s3://b/", "dataset": "d", "prompts": ["a"], "shard_size": 0}}

@@ -30,8 +30,8 @@ def serve(
     from prefect import serve as prefect_serve
     from prefect.deployments.runner import RunnerDeployment
 
-    from autolabel.flows.label_dataset import autolabel_dataset
     from autolabel.flows.export_coco import export_coco
+    from autolabel.flows.label_dataset import autolabel_dataset
     from autolabel.flows.sa1b import export_sa1b_shards
 
     job = None

@@ -12,8 +12,8 @@ import pytest
 from pycocotools.coco import COCO
 from sqlalchemy import create_engine, text
 
-from autolabel.flows.label_dataset import RunAbortedError, autolabel_dataset
 from autolabel.flows.export_coco import ExportRequest, export_coco
+from autolabel.flows.label_dataset import RunAbortedError, autolabel_dataset
 from autolabel.tasks.params import LabelJob, Thresholds
 from tests.corpus import write_bad_image_corpus, write_good_images
 from tests.integration.flows.conftest import FlowEnv

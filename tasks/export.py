@@ -1,7 +1,7 @@
 """Export a dataset (or run) as COCO JSON, with PNG overlays of a few images beside it."""
 
 from pathlib import Path
-from posixpath import dirname, splitext
+from posixpath import splitext
 from typing import Literal
 
 from prefect import task
@@ -17,7 +17,7 @@ from autolabel.storage.overlay import render_overlay
 from autolabel.storage.rle import Rle, decode_rle
 from autolabel.tasks import _resources
 from autolabel.tasks.retry import retry_transient
-from autolabel.tasks.shard import resolver
+from autolabel.tasks.shard import open_url
 
 
 class ExportRequest(BaseModel):
@@ -71,7 +71,7 @@ def _write_overlays(request: ExportRequest, dataset_id: int) -> list[str]:
             for image_id, _ in sample
         }
     for image_id, url in sample:
-        store, key = resolver(dirname(url))(url)
+        store, key = open_url(url)
         try:
             rgb = decode_image(store.get(key)).rgb
         except ObjectNotFoundError:

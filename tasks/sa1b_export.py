@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from posixpath import dirname, splitext
+from posixpath import splitext
 
 from prefect import task
 from prefect.events import emit_event
@@ -29,7 +29,7 @@ from autolabel.storage.sa1b import (
 )
 from autolabel.tasks import _resources
 from autolabel.tasks.retry import retry_transient
-from autolabel.tasks.shard import resolver
+from autolabel.tasks.shard import open_url
 
 SA1B_EVENT = "autolabel.sa1b.landed"
 
@@ -63,7 +63,7 @@ def _samples(request: Sa1bExportRequest, dataset_id: int) -> Iterator[Sa1bSample
             run_id=request.run_id,
             accepted_only=request.accepted_only,
         ):
-            store, key = resolver(dirname(url))(url)
+            store, key = open_url(url)
             height, width = instances[0].seg_height, instances[0].seg_width
             annotations = tuple(
                 Sa1bAnnotation(

@@ -7,6 +7,7 @@ from autolabel.storage.db import queries
 from autolabel.storage.db.bulk import write_image_batch
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.errors import UnsafeKeyError
+from autolabel.storage.manifest import split_url
 from autolabel.storage.objectstore import ObjectStore
 from autolabel.tasks import _resources
 from autolabel.tasks.labeling import BoxSource, ImageRef, Inferred, ShardLabeler, fetch
@@ -31,9 +32,14 @@ def _resolve(source: str, url: str) -> tuple[ObjectStore, str]:
     if url.startswith(source + "/"):
         return _resources.store(source), url[len(source) + 1 :]
     if url.startswith("s3://"):
-        bucket, _, key = url[len("s3://") :].partition("/")
-        return _resources.store(f"s3://{bucket}"), key
+        return open_url(url)
     raise UnsafeKeyError(f"expected an image under {source} or an s3:// URL, got {url!r}")
+
+
+def open_url(url: str) -> tuple[ObjectStore, str]:
+    """(store, key) of one object's full URL (`s3://bucket/key` or `file:///folder/name`)."""
+    root, key = split_url(url)
+    return _resources.store(root), key
 
 
 class _Counter:

@@ -46,7 +46,6 @@ def job_versions(job: LabelJob) -> tuple[str, SegmenterWeights, str]:
 def start_run(job: LabelJob) -> RunContext:
     """Create (or find) the dataset and categories and insert a `running` label run."""
     det_version, segmenter, work_key = job_versions(job)
-    seg_version = segmenter.version
     with session_scope(_resources.engine()) as session:
         dataset_id = repository.get_or_create_dataset(session, name=job.dataset)
         category_ids = repository.ensure_categories(
@@ -58,7 +57,7 @@ def start_run(job: LabelJob) -> RunContext:
             work_key=work_key,
             parameters=job.model_dump(mode="json"),
             detector_model=det_version,
-            segmenter_model=seg_version,
+            segmenter_model=segmenter.version,
             model_version_id=_registered_id(session, segmenter.registered),
             flow_run_id=str(flow_run.get_id() or ""),
         )
@@ -66,7 +65,7 @@ def start_run(job: LabelJob) -> RunContext:
         dataset_id=dataset_id,
         run_id=run_id,
         work_key=work_key,
-        segmenter_version=seg_version,
+        segmenter_version=segmenter.version,
         category_ids=category_ids,
     )
 

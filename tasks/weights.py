@@ -112,11 +112,6 @@ def fetch_version_weights(version: ModelVersionInfo) -> Path:
     return path
 
 
-def segmenter_version(name: str, rt: Runtime, *, random_weights: bool) -> str:
-    """`<name>@<sha256 prefix of the weights>` or `<name>@random`; part of the job's work key."""
-    return resolve_segmenter(name, rt, random_weights=random_weights).version
-
-
 def load_segmenter(name: str, rt: Runtime, *, device: str, random_weights: bool) -> EfficientViTSam:
     """Build the segmenter `name` resolves to, with its weights (or seeded random ones)."""
     weights = resolve_segmenter(name, rt, random_weights=random_weights)

@@ -36,10 +36,10 @@ from autolabel.storage.config import S3Config  # noqa: E402
 from autolabel.storage.db import repository  # noqa: E402
 from autolabel.storage.db.engine import session_scope, upgrade_to_head  # noqa: E402
 from autolabel.storage.db.records import ImageIn  # noqa: E402
-from autolabel.tasks import _resources, labeling  # noqa: E402
-from autolabel.tasks.labeling import BoxSource, ImageRef  # noqa: E402
-from autolabel.tasks.params import LabelJob, RunContext, ShardRef  # noqa: E402
-from autolabel.tasks.shard import run_shard  # noqa: E402
+from autolabel.tasks.labeling import shard as labeling  # noqa: E402
+from autolabel.tasks.labeling.job import LabelJob, RunContext, ShardRef  # noqa: E402
+from autolabel.tasks.labeling.shard import BoxSource, ImageRef, run_shard  # noqa: E402
+from autolabel.tasks.resources import ResourceConfig, Resources  # noqa: E402
 from tests.corpus import photo_like  # noqa: E402
 
 BOXES_PER_IMAGE = 4
@@ -136,15 +136,23 @@ def end_to_end_rate(
     folder: Path, db_url: str, shard_size: int, det_s: float, seg_s: float, batch: int
 ) -> tuple[float, dict[str, float]]:
     """Images/s of `run_shard` over every image, shard by shard, plus seconds per stage."""
-    from sqlalchemy.engine import make_url
 
     labeling.segment_boxes_batch = fixed_cost_segmenter(seg_s)  # type: ignore[assignment]
     upgrade_to_head(db_url)
-    _resources.configure(
-        _resources.Runtime(
+    resources = Resources(
+        ResourceConfig(
             database_url=make_url(db_url), s3=S3Config(), weights_dir=folder.parent, device="cpu"
         )
     )
+    try:
+        return _timed_shards(folder, resources, shard_size, det_s, batch)
+    finally:
+        resources.close()  # release the engine's connections before the database is dropped
+
+
+def _timed_shards(
+    folder: Path, resources: Resources, shard_size: int, det_s: float, batch: int
+) -> tuple[float, dict[str, float]]:
     source = folder.resolve().as_uri()
     dataset = f"bench-{uuid.uuid4().hex[:8]}"
     job = LabelJob(
@@ -152,7 +160,7 @@ def end_to_end_rate(
         random_weights=True, shard_size=shard_size, batch_size=batch,
     )  # fmt: skip
     keys = sorted(p.name for p in folder.iterdir())
-    with session_scope(_resources.engine()) as session:
+    with session_scope(resources.engine) as session:
         dataset_id = repository.get_or_create_dataset(session, name=dataset)
         categories = repository.ensure_categories(session, dataset_id=dataset_id, names=["object"])
         ids = repository.register_images(
@@ -166,13 +174,15 @@ def end_to_end_rate(
         dataset_id=dataset_id, run_id=run_id, work_key="bench", segmenter_version="bench",
         category_ids=categories,
     )  # fmt: skip
-    _resources.segmenter(job.segmenter, random_weights=True)  # load outside the timing
+    resources.segmenter(job.segmenter, random_weights=True)  # load outside the timing
     image_ids = [ids[f"{source}/{k}"] for k in keys]
     stages: dict[str, float] = {}
     start = time.perf_counter()
     for index, first in enumerate(range(0, len(image_ids), shard_size)):
         shard = ShardRef(index=index, image_ids=image_ids[first : first + shard_size])
-        result = run_shard(shard, job, ctx, FixedCostDetector(det_s))
+        result = run_shard(
+            shard, job, ctx, resources=resources, box_source=FixedCostDetector(det_s)
+        )
         for stage, seconds in result.seconds.items():
             stages[stage] = stages.get(stage, 0.0) + seconds
     return len(image_ids) / (time.perf_counter() - start), stages
@@ -245,9 +255,6 @@ def _drop_database(pg_url: str | None, db_url: str) -> None:
         return
     import psycopg
 
-    _resources.configure(  # release the engine's connections first
-        _resources.Runtime(database_url=make_url("sqlite://"), s3=S3Config(), weights_dir=Path())
-    )
     with psycopg.connect(pg_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{db_url.rsplit("/", 1)[1]}" WITH (FORCE)')
 

@@ -17,17 +17,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autolabel.models.registry import build_model, get_spec
-from autolabel.models.training.optim import build_optimizer
-from autolabel.models.training.step import (
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.synthetic (the SA-1B sample generator)
+
+from autolabel.models.registry import build_model, get_spec  # noqa: E402
+from autolabel.models.training.optim import build_optimizer  # noqa: E402
+from autolabel.models.training.step import (  # noqa: E402
     PromptedSample,
     SamTrainingModule,
     bf16_supported,
     freeze_batch_norm_stats,
     train_step,
 )
-from autolabel.tasks.synthetic import synthetic_sample
-from autolabel.tasks.training_data import StreamConfig, decode_sample
+from autolabel.tasks.training.data import StreamConfig, decode_sample  # noqa: E402
+from tests.synthetic import synthetic_sample  # noqa: E402
 
 
 def samples(input_size: int, masks: int, count: int) -> list[PromptedSample]:

@@ -16,20 +16,21 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from autolabel.flows.errors import FlowError
-from autolabel.flows.resources import configure_process
+from autolabel.flows.resources import process_resources
 from autolabel.flows.settings import get_settings
 from autolabel.storage.db.tables import RunStatus
-from autolabel.tasks.ingest import plan_shards, register_images
-from autolabel.tasks.label import label_shard
-from autolabel.tasks.params import LabelJob, RunContext, RunSummary, ShardRef, ShardResult
-from autolabel.tasks.report import (
-    Progress,
-    emit_planned,
-    merge_seconds,
-    publish_summary,
-    summary_markdown,
+from autolabel.tasks.labeling.dry_run import JobPlan, plan_job
+from autolabel.tasks.labeling.job import LabelJob, RunContext, RunOutcome, RunSummary, ShardRef
+from autolabel.tasks.labeling.label_tasks import (
+    ProgressArtifact,
+    finish_run,
+    label_shard,
+    plan_shards,
+    register_images,
+    start_run,
 )
-from autolabel.tasks.runs import finish_run, start_run
+from autolabel.tasks.labeling.progress import ShardTally, current_sink
+from autolabel.tasks.resources import bound
 
 SHARDS_IN_FLIGHT = 2
 # Prefect's TaskRunner is invariant in its future type, so its own runner needs the cast.
@@ -42,42 +43,17 @@ class RunAbortedError(FlowError):
     """Too many images failed; the run stopped early."""
 
 
-class _Tally:
-    """Running totals over finished shards."""
-
-    def __init__(self, max_failure_fraction: float) -> None:
-        self.max_failure_fraction = max_failure_fraction
-        self.results: list[ShardResult] = []
-
-    def add(self, result: ShardResult) -> None:
-        self.results.append(result)
-
-    @property
-    def processed(self) -> int:
-        return sum(r.images_done + r.images_failed for r in self.results)
-
-    @property
-    def failed(self) -> int:
-        return sum(r.images_failed for r in self.results)
-
-    def failures(self) -> dict[str, int]:
-        merged: dict[str, int] = {}
-        for r in self.results:
-            for reason, n in r.failures.items():
-                merged[reason] = merged.get(reason, 0) + n
-        return merged
-
-    def too_many_failures(self) -> bool:
-        return self.processed > 0 and self.failed / self.processed > self.max_failure_fraction
-
-
 def _label_in_waves(
-    shards: list[ShardRef], job: LabelJob, ctx: RunContext, progress: Progress, tally: _Tally
+    shards: list[ShardRef],
+    job: LabelJob,
+    ctx: RunContext,
+    progress: ProgressArtifact,
+    tally: ShardTally,
 ) -> RunStatus:
     """Submit shards keeping at most SHARDS_IN_FLIGHT running; stop submitting on abort."""
     queue = list(reversed(shards))
     while queue:
-        wave: list[PrefectFuture[ShardResult]] = []
+        wave: list[PrefectFuture[Any]] = []
         while queue and len(wave) < SHARDS_IN_FLIGHT:
             wave.append(label_shard.submit(queue.pop(), job, ctx))
         for future in as_completed(wave):
@@ -95,13 +71,16 @@ def _label_in_waves(
 )
 def autolabel_dataset(job: LabelJob) -> RunSummary:
     """Label every pending image of `job.source` into dataset `job.dataset`."""
+    with bound(process_resources(get_settings(), use_device_limit=True)):
+        return _label(job)
+
+
+def _label(job: LabelJob) -> RunSummary:
     logger = get_run_logger()
-    settings = get_settings()
-    configure_process(settings, use_device_limit=True)
     started = time.perf_counter()
     ctx = start_run(job)
     listed = register_images(job, ctx.dataset_id)
-    shards = plan_shards(ctx.dataset_id, ctx.work_key, job.shard_size, job.retry_failed)
+    shards = plan_shards(job, ctx)
     pending = sum(len(s.image_ids) for s in shards)
     logger.info(
         "run %d: %d images listed, %d to label in %d shards",
@@ -110,22 +89,20 @@ def autolabel_dataset(job: LabelJob) -> RunSummary:
         pending,
         len(shards),
     )
-    emit_planned(pending)
-    tally = _Tally(job.max_failure_fraction)
+    current_sink().planned(pending)
+    tally = ShardTally(job.max_failure_fraction)
     status = RunStatus.FAILED
     try:
-        status = _label_in_waves(shards, job, ctx, Progress(ctx.run_id, len(shards)), tally)
+        status = _label_in_waves(shards, job, ctx, ProgressArtifact(ctx.run_id, len(shards)), tally)
     finally:
-        summary = finish_run(
-            ctx,
-            job,
-            status,
-            max(listed - pending, 0),
-            tally.failures(),
-            merge_seconds(tally.results),
-            time.perf_counter() - started,
+        outcome = RunOutcome(
+            status=status,
+            images_skipped=max(listed - pending, 0),
+            failures=tally.failures(),
+            seconds=tally.seconds(),
+            wall_seconds=time.perf_counter() - started,
         )
-        publish_summary(ctx.run_id, summary_markdown(summary))
+        summary = finish_run(ctx, job, outcome)
     if status is RunStatus.ABORTED:
         raise RunAbortedError(
             f"run {ctx.run_id} aborted: {tally.failed} of {tally.processed} images failed, more "
@@ -133,3 +110,8 @@ def autolabel_dataset(job: LabelJob) -> RunSummary:
             f"{tally.failures()}"
         )
     return summary
+
+
+def plan_label_job(job: LabelJob) -> JobPlan:
+    """The job's dry run in this process (no flow run, nothing written): see `plan_job`."""
+    return plan_job(job, process_resources(get_settings()))

@@ -1,6 +1,9 @@
-"""Turn `Settings` into the plain values and clients that lower layers take."""
+"""Turn `Settings` into the plain values and clients that lower layers take, and own the
+process's `Resources` (see `autolabel.tasks.resources` for their lifecycle)."""
 
+import atexit
 import os
+import threading
 from contextlib import suppress
 
 from sqlalchemy.engine import URL, make_url
@@ -12,8 +15,8 @@ from autolabel.models.weights import WeightFile
 from autolabel.storage.config import S3Config
 from autolabel.storage.db.engine import make_engine, schema_status, upgrade_to_head
 from autolabel.storage.objectstore import ObjectStore, open_store
-from autolabel.tasks._resources import Runtime, configure, resolve_device
-from autolabel.tasks.label import device_limit_name
+from autolabel.tasks.labeling.label_tasks import device_limit_name
+from autolabel.tasks.resources import ResourceConfig, Resources, resolve_device
 
 
 def s3_config(settings: Settings) -> S3Config:
@@ -58,9 +61,9 @@ def known_weight_files() -> list[tuple[str, WeightFile]]:
     return files
 
 
-def runtime_for(settings: Settings, *, device_limit: str | None = None) -> Runtime:
-    """The per-process runtime tasks use (`autolabel.tasks._resources`)."""
-    return Runtime(
+def resource_config(settings: Settings, *, device_limit: str | None = None) -> ResourceConfig:
+    """What the process's `Resources` are built from."""
+    return ResourceConfig(
         database_url=database_url(settings),
         s3=s3_config(settings),
         weights_dir=settings.resolved_weights_dir,
@@ -90,19 +93,44 @@ def prepare_database(settings: Settings) -> None:
         )
 
 
-def configure_process(settings: Settings, *, use_device_limit: bool = False) -> None:
-    """Prepare this process to run tasks: schema check and shared resources.
+_lock = threading.Lock()
+_process: Resources | None = None
 
-    With `use_device_limit` and a Prefect server (not the ephemeral API), device work is capped
-    by this host's global concurrency limit (created with one slot if missing).
+
+def process_resources(settings: Settings, *, use_device_limit: bool = False) -> Resources:
+    """This process's resources for `settings`, after checking the schema.
+
+    One `Resources` lives per process: flow runs with the same configuration reuse it (a served
+    worker keeps its loaded models); a changed configuration closes the old one first. With
+    `use_device_limit` and a Prefect server (not the ephemeral API), device work is capped by
+    this host's global concurrency limit (created with one slot if missing).
     """
+    global _process
     if settings.prefect_api == "server" and not os.environ.get("PREFECT_API_URL"):
         raise ConfigError("AUTOLABEL_PREFECT_API=server needs PREFECT_API_URL, which is unset")
     prepare_database(settings)
     limit = None
     if use_device_limit and settings.prefect_api == "server":
         limit = ensure_device_limit(settings)
-    configure(runtime_for(settings, device_limit=limit))
+    config = resource_config(settings, device_limit=limit)
+    with _lock:
+        if _process is None or _process.config != config:
+            if _process is not None:
+                _process.close()
+            _process = Resources(config)
+        return _process
+
+
+def close_process_resources() -> None:
+    """Close this process's resources (at exit, or to release the database in tests)."""
+    global _process
+    with _lock:
+        if _process is not None:
+            _process.close()
+            _process = None
+
+
+atexit.register(close_process_resources)
 
 
 def ensure_device_limit(settings: Settings) -> str:

@@ -13,17 +13,20 @@ import tempfile
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from autolabel.flows.resources import configure_process
+from autolabel.flows.resources import process_resources
 from autolabel.flows.settings import get_settings
-from autolabel.tasks.retrain import (
+from autolabel.tasks.resources import bound
+from autolabel.tasks.training.retrain import (
     PROMOTION_METRIC,
     ModelScore,
     RetrainRequest,
     RetrainResult,
+    should_promote,
+)
+from autolabel.tasks.training.training_tasks import (
     evaluate_weights,
     promote,
     register_candidate,
-    should_promote,
     starting_point,
     train_candidate,
 )
@@ -45,8 +48,12 @@ def _report(result: RetrainResult) -> str:
 @flow(name="retrain-sam", validate_parameters=True)
 def retrain_sam(request: RetrainRequest) -> RetrainResult:
     """Fine-tune `request.model` on `request.data`; promote the result only if it is better."""
+    with bound(process_resources(get_settings())):
+        return _retrain(request)
+
+
+def _retrain(request: RetrainRequest) -> RetrainResult:
     logger = get_run_logger()
-    configure_process(get_settings())
     start_name, start_weights = starting_point(request)
     with tempfile.TemporaryDirectory(prefix="autolabel-train-") as work_dir:
         trained = train_candidate(request, start_weights, work_dir)

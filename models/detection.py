@@ -79,6 +79,9 @@ def _check_unit(name: str, value: float) -> None:
         raise InvalidInputError(f"expected {name} in [0, 1], got {value}")
 
 
+MAX_DETECTIONS_LIMIT = 10_000
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DetectionConfig:
     """Post-processing knobs.
@@ -117,8 +120,10 @@ class DetectionConfig:
                 "expected duplicate_policy 'keep_best' or 'keep_both', "
                 f"got {self.duplicate_policy!r}"
             )
-        if self.max_detections < 1:
-            raise InvalidInputError(f"expected max_detections >= 1, got {self.max_detections}")
+        if not 1 <= self.max_detections <= MAX_DETECTIONS_LIMIT:
+            raise InvalidInputError(
+                f"expected max_detections in [1, {MAX_DETECTIONS_LIMIT}], got {self.max_detections}"
+            )
 
     def thresholds(self, prompt: PromptSet) -> tuple[torch.Tensor, torch.Tensor]:
         """(C,) float32 box and text thresholds per category of `prompt`.

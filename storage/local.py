@@ -37,8 +37,8 @@ from autolabel.storage.objectstore import (
     KeyFilter,
     ObjectInfo,
     usable_listed_key,
-    validate_key,
 )
+from autolabel.storage.urls import validate_key
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,11 @@ logs). Any bad line raises `FormatError` naming the manifest and the 1-based lin
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, Literal
-from urllib.parse import unquote, urlsplit
 
 from autolabel.storage.errors import FormatError, StorageError
-from autolabel.storage.objectstore import validate_key
+from autolabel.storage.urls import check_object_url, validate_key
 
 ManifestFormat = Literal["auto", "text", "jsonl"]
 MAX_LINE_BYTES = 16 * 1024
@@ -99,7 +98,7 @@ def _parse_line(text: str, number: int, fmt: ManifestFormat) -> ManifestEntry:
     if fmt == "jsonl" or (fmt == "auto" and text.startswith("{")):
         return _parse_json(text, number)
     if "://" in text:
-        return ManifestEntry(number, url=check_url(text))
+        return ManifestEntry(number, url=check_object_url(text))
     return ManifestEntry(number, key=validate_key(text))
 
 
@@ -117,42 +116,5 @@ def _parse_json(text: str, number: int) -> ManifestEntry:
     if not isinstance(value, str) or not value:
         raise FormatError(f'expected "{present[0]}" to be a non-empty string, got {value!r:.80}')
     if present[0] == "url":
-        return ManifestEntry(number, url=check_url(value))
+        return ManifestEntry(number, url=check_object_url(value))
     return ManifestEntry(number, key=validate_key(value))
-
-
-def check_url(url: str) -> str:
-    """Return `url` if it is a plain `s3://bucket/key` or `file:///abs/path`, else FormatError.
-
-    The message never repeats user info or query strings.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("s3", "file"):
-        raise FormatError(f"expected an s3:// or file:// URL, got scheme {parts.scheme!r}")
-    if parts.username is not None or parts.password is not None:
-        raise FormatError("URL must not contain credentials")
-    if parts.query or parts.fragment:
-        raise FormatError("URL must not contain a query string or fragment (no presigned URLs)")
-    if parts.scheme == "s3":
-        if not parts.netloc:
-            raise FormatError("expected s3://bucket/key, got no bucket")
-        validate_key(parts.path.lstrip("/"))
-    elif parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-        raise FormatError("expected file:///absolute/path")
-    elif ".." in PurePosixPath(unquote(parts.path)).parts:
-        raise FormatError("file:// URL must not contain '..' segments")
-    return url
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """Split a manifest URL into (store root URL, key) for `open_store(root).get(key)`.
-
-    `s3://bucket/a/b.jpg` -> (`s3://bucket`, `a/b.jpg`); `file:///data/a/b.jpg` ->
-    (`file:///data/a`, `b.jpg`): a file URL's store is its own folder, so its key cannot
-    reach anything but that one file.
-    """
-    parts = urlsplit(check_url(url))
-    if parts.scheme == "s3":
-        return f"s3://{parts.netloc}", parts.path.lstrip("/")
-    folder, _, file_name = parts.path.rpartition("/")
-    return f"file://{folder or '/'}", unquote(file_name)

@@ -14,17 +14,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
-from urllib.parse import unquote, urlsplit
 
-from autolabel.storage.errors import StorageConfigError, UnsafeKeyError
+from autolabel.storage.errors import UnsafeKeyError
+from autolabel.storage.urls import parse_store_root, validate_key, validate_prefix
 
 if TYPE_CHECKING:
     from autolabel.storage.config import S3Config
 
 logger = logging.getLogger(__name__)
 
-MAX_KEY_BYTES = 1024
-ACCEPTED_SCHEMES = ("file", "s3")
 _GLOB_SPECIALS = "*?["
 
 
@@ -100,39 +98,6 @@ class ObjectStore(Protocol):
     def check(self) -> None:
         """Verify the root is reachable; `StorageConfigError` with a one-line reason if not."""
         ...
-
-
-def _short(key: str) -> str:
-    return repr(key if len(key) <= 200 else key[:200] + "...")
-
-
-def validate_key(key: str) -> str:
-    """Return `key` unchanged if it is a safe relative key, else raise `UnsafeKeyError`."""
-    if not isinstance(key, str) or not key:
-        raise UnsafeKeyError(f"expected a non-empty string key, got {key!r}")
-    if "\x00" in key or "\\" in key:
-        raise UnsafeKeyError(f"key must not contain NUL or backslash, got {_short(key)}")
-    if key.startswith("/"):
-        raise UnsafeKeyError(f"expected a relative key, got absolute {_short(key)}")
-    try:
-        encoded = key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UnsafeKeyError(f"key is not valid UTF-8 text: {_short(key)}") from exc
-    if len(encoded) > MAX_KEY_BYTES:
-        raise UnsafeKeyError(f"key longer than {MAX_KEY_BYTES} bytes: {_short(key)}")
-    for segment in key.split("/"):
-        if segment in ("", ".", ".."):
-            raise UnsafeKeyError(
-                f"key segments must be non-empty and not '.' or '..', got {_short(key)}"
-            )
-    return key
-
-
-def validate_prefix(prefix: str) -> str:
-    """Return a listing prefix if safe: empty, or a key that may end with `/`."""
-    if prefix:
-        validate_key(prefix[:-1] if prefix.endswith("/") else prefix)
-    return prefix
 
 
 def compile_glob(pattern: str) -> re.Pattern[str]:
@@ -271,38 +236,13 @@ def open_store(url: str, *, s3: "S3Config | None" = None) -> ObjectStore:
         StorageConfigError: Unknown scheme or malformed URL (the message never echoes
             credentials or query strings).
     """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if not scheme:
-        if not url.strip():
-            raise StorageConfigError("expected a storage URL or local folder, got an empty string")
-        return _local(Path(url))
-    if scheme not in ACCEPTED_SCHEMES:
-        raise StorageConfigError(
-            f"unsupported storage URL scheme {scheme!r}; expected one of "
-            f"{', '.join(s + '://' for s in ACCEPTED_SCHEMES)} or a local path"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise StorageConfigError(
-            f"{scheme}:// URL must not contain credentials; use the boto3 credential chain"
-        )
-    if parts.query or parts.fragment:
-        raise StorageConfigError(f"{scheme}:// URL must not contain a query string or fragment")
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise StorageConfigError(
-                f"expected file:///absolute/path, got host {parts.netloc!r} in a file:// URL"
-            )
-        return _local(Path(unquote(parts.path)))
-    from autolabel.storage.config import S3Config
-    from autolabel.storage.s3 import S3Store
+    root = parse_store_root(url)
+    if root.scheme == "s3":
+        from autolabel.storage.config import S3Config
+        from autolabel.storage.s3 import S3Store
 
-    prefix = parts.path.lstrip("/")
-    try:
-        validate_prefix(prefix)
-    except UnsafeKeyError as exc:
-        raise StorageConfigError(f"invalid prefix in s3:// URL: {exc}") from exc
-    return S3Store(parts.netloc, prefix, config=s3 or S3Config())
+        return S3Store(root.bucket, root.prefix, config=s3 or S3Config())
+    return _local(root.path)
 
 
 def _local(path: Path) -> ObjectStore:

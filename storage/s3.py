@@ -46,9 +46,8 @@ from autolabel.storage.objectstore import (
     KeyFilter,
     ObjectInfo,
     usable_listed_key,
-    validate_key,
-    validate_prefix,
 )
+from autolabel.storage.urls import validate_key, validate_prefix
 
 if TYPE_CHECKING:
     from botocore.response import StreamingBody

@@ -31,9 +31,9 @@ from autolabel.storage.coco import (
     segmentation_to_rle,
 )
 from autolabel.storage.errors import FormatError, UnsafeKeyError
-from autolabel.storage.objectstore import validate_key
 from autolabel.storage.rle import Rle, decode_rle, rle_areas, rle_bboxes
 from autolabel.storage.tar_stream import iter_tar
+from autolabel.storage.urls import validate_key
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MAX_PENDING_MEMBERS = 8

@@ -10,7 +10,7 @@ from autolabel.flows.cli.doctor import doctor
 from autolabel.flows.cli.label import export, label, runs
 from autolabel.flows.cli.sa1b import export_sa1b, ingest_sa1b
 from autolabel.flows.cli.serve import serve
-from autolabel.flows.cli.train import eval, train
+from autolabel.flows.cli.train import evaluate, train
 from autolabel.flows.errors import FlowError
 from autolabel.models.errors import ModelError
 from autolabel.storage.errors import StorageError
@@ -31,7 +31,7 @@ app.command()(serve)
 app.command(name="ingest-sa1b")(ingest_sa1b)
 app.command(name="export-sa1b")(export_sa1b)
 app.command()(train)
-app.command()(eval)
+app.command(name="eval")(evaluate)
 app.add_typer(db_app, name="db")
 
 EXPECTED_ERRORS = (FlowError, ModelError, StorageError)

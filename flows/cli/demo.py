@@ -15,7 +15,8 @@ from rich.console import Console
 
 from autolabel.flows.cli.label import print_summary, run_job
 from autolabel.flows.settings import load_settings
-from autolabel.tasks.params import LabelJob, Thresholds
+from autolabel.models.detection import DetectionConfig
+from autolabel.tasks.labeling.job import LabelJob
 
 DEMO_PROMPTS = ["person", "cat", "cup", "rocket"]
 DEMO_DATASET = "demo"
@@ -71,7 +72,7 @@ def demo(
         prompts=DEMO_PROMPTS,
         detector=settings.detector,
         segmenter=settings.segmenter,
-        thresholds=Thresholds(max_detections=5 if random_weights else 100),
+        thresholds=DetectionConfig(max_detections=5 if random_weights else 100),
         shard_size=64,
         batch_size=4,
         random_weights=random_weights,

@@ -8,8 +8,9 @@ from rich.table import Table
 
 from autolabel.flows.errors import FlowError
 from autolabel.flows.settings import load_settings
-from autolabel.tasks.params import LabelJob, RunSummary, Thresholds
-from autolabel.tasks.report import listening
+from autolabel.tasks.labeling.dry_run import JobPlan
+from autolabel.tasks.labeling.job import LabelJob, RunSummary
+from autolabel.tasks.labeling.progress import reporting_to
 
 console = Console(stderr=True)
 
@@ -80,6 +81,20 @@ def print_summary(summary: RunSummary) -> None:
         Console().print(f"failed images by reason: {summary.failures}")
 
 
+def print_plan(job: LabelJob, plan: JobPlan) -> None:
+    """The dry run's table: images listed, already done, to label, and the estimate."""
+    table = Table(title=f"dry run: {job.source} -> dataset {job.dataset!r}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("images listed", str(plan.listed))
+    table.add_row("already done (would be skipped)", str(plan.already_done))
+    table.add_row("to label", str(plan.to_label))
+    table.add_row("measured seconds per image (models only)", f"{plan.seconds_per_image:.3f}")
+    table.add_row("estimated time", f"{plan.estimated_seconds / 60:.1f} min")
+    table.add_row("work key", plan.work_key[:16])
+    Console().print(table)
+
+
 def run_job(job: LabelJob) -> RunSummary:
     """Run the labeling flow in this process with a terminal progress bar."""
     from autolabel.flows.label_dataset import autolabel_dataset
@@ -92,7 +107,7 @@ def run_job(job: LabelJob) -> RunSummary:
     )
     with (
         Progress(*columns, console=console, transient=False) as bar,
-        listening(TerminalProgress(bar)),
+        reporting_to(TerminalProgress(bar)),
     ):
         summary: RunSummary = autolabel_dataset(job)
     return summary
@@ -133,35 +148,37 @@ def label(
     """Label images from a bucket with text prompts into a dataset."""
     settings = load_settings()
     try:
-        job = LabelJob(
-            source=source,
-            dataset=dataset,
-            prompts=prompts,  # a caption string is split into names
-            synonyms=parse_synonyms(synonym),
-            pattern=pattern,
-            manifest=manifest,
-            boxes_from=boxes_from,
-            detector=detector or settings.detector,
-            segmenter=segmenter or settings.segmenter,
-            thresholds=Thresholds(
-                box_threshold=box_threshold,
-                text_threshold=text_threshold,
-                nms_iou=nms_iou,
-                duplicate_policy=duplicate_policy,
-                max_detections=max_detections,
-            ),
-            shard_size=shard_size,
-            batch_size=batch_size,
-            max_failure_fraction=max_failure_fraction,
-            retry_failed=retry_failed,
-            random_weights=random_weights,
+        job = LabelJob.model_validate(
+            {
+                "source": source,
+                "dataset": dataset,
+                "prompts": prompts,  # a caption string is split into names
+                "synonyms": parse_synonyms(synonym),
+                "pattern": pattern,
+                "manifest": manifest,
+                "boxes_from": boxes_from,
+                "detector": detector or settings.detector,
+                "segmenter": segmenter or settings.segmenter,
+                "thresholds": {
+                    "box_threshold": box_threshold,
+                    "text_threshold": text_threshold,
+                    "nms_iou": nms_iou,
+                    "duplicate_policy": duplicate_policy,
+                    "max_detections": max_detections,
+                },
+                "shard_size": shard_size,
+                "batch_size": batch_size,
+                "max_failure_fraction": max_failure_fraction,
+                "retry_failed": retry_failed,
+                "random_weights": random_weights,
+            }
         )
     except ValidationError as exc:
         raise JobParameterError(_one_line(exc)) from None
     if dry_run:
-        from autolabel.flows.cli.plan import print_plan
+        from autolabel.flows.label_dataset import plan_label_job
 
-        print_plan(job, settings)
+        print_plan(job, plan_label_job(job))
         return
     print_summary(run_job(job))
 

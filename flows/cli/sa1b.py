@@ -1,12 +1,9 @@
 """`autolabel ingest-sa1b` and `autolabel export-sa1b`: SA-1B data into the retraining loop."""
 
+import os
 from pathlib import Path
 
 import typer
-
-from autolabel.flows.resources import open_configured_store
-from autolabel.flows.settings import load_settings
-from autolabel.tasks.sa1b_export import announce_sa1b, validate_shards
 
 
 def ingest_sa1b(
@@ -14,14 +11,15 @@ def ingest_sa1b(
     to: str = typer.Option(..., "--to", help="Store URL (folder) the shards are copied to."),
 ) -> None:
     """Check and upload SA-1B shards, then announce them (event `autolabel.sa1b.landed`)."""
-    good, bad = validate_shards(folder)
-    for name, reason in bad.items():
+    from autolabel.flows.sa1b import ingest_sa1b_shards
+
+    result = ingest_sa1b_shards(folder, to)
+    for name, reason in result.skipped.items():
         typer.echo(f"skipped unreadable shard {name}: {reason}", err=True)
-    store = open_configured_store(load_settings(), to)
-    for path in good:
-        store.put_file(path.name, path)
-    typer.echo(f"uploaded {len(good)} shards to {store.url} ({len(bad)} skipped)")
-    if good and not announce_sa1b(to, shards=len(good), images=0):
+    typer.echo(
+        f"uploaded {len(result.uploaded)} shards to {result.url} ({len(result.skipped)} skipped)"
+    )
+    if result.uploaded and not os.environ.get("PREFECT_API_URL"):
         typer.echo("no Prefect server configured (PREFECT_API_URL): no event emitted")
 
 

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, cast
 import typer
 
 from autolabel.flows.cli.label import JobParameterError
-from autolabel.tasks.params import LabelJob
+from autolabel.tasks.labeling.job import LabelJob
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -66,7 +66,7 @@ def retrain_deployment(
     from prefect.events import DeploymentEventTrigger
 
     from autolabel.flows.retrain import retrain_sam
-    from autolabel.tasks.sa1b_export import SA1B_EVENT
+    from autolabel.tasks.events import SA1B_EVENT
 
     request = {"holdout": holdout, "model": model, "max_steps": max_steps}
     trigger = DeploymentEventTrigger(

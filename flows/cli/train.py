@@ -14,14 +14,9 @@ import typer
 
 from autolabel.flows.resources import s3_config
 from autolabel.flows.settings import load_settings
-from autolabel.models.registry import build_model
-from autolabel.tasks.evaluate import (
-    coco_mask_map,
-    evaluate_images,
-    iter_coco_images,
-    iter_sa1b_images,
-)
-from autolabel.tasks.trainer import TrainConfig, run_training, shutdown_distributed
+from autolabel.tasks.resources import resolve_device
+from autolabel.tasks.training.evaluate import EvalRequest, evaluate_model
+from autolabel.tasks.training.trainer import TrainConfig, run_training, shutdown_distributed
 
 
 def train(
@@ -75,7 +70,7 @@ def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
 
 
-def eval(
+def evaluate(
     data: str = typer.Option(..., help="SA-1B source, or the COCO image folder."),
     model: str = typer.Option("efficientvit-sam-l0", help="Registry name of the model."),
     checkpoint: Path | None = typer.Option(None, help="Weights (.pt); random init when absent."),
@@ -84,18 +79,25 @@ def eval(
     detections: Path | None = typer.Option(None, help="COCO results JSON of boxes, for mAP."),
     clicks: bool = typer.Option(True, help="Also run the 1/3/5-click protocol."),
     max_images: int | None = typer.Option(None, help="Evaluate at most this many images."),
-    device: str = typer.Option("cpu", help="Device, e.g. cpu or cuda."),
+    device: str | None = typer.Option(
+        None, help="Device, e.g. cpu or cuda (default: AUTOLABEL_DEVICE)."
+    ),
 ) -> None:
     """Box mIoU (all/small/medium/large), click mIoU at 1/3/5 clicks, optional COCO mask mAP."""
-    sam = build_model(model, checkpoint, device)
-    if coco_annotations is not None:
-        doc = json.loads(coco_annotations.read_text())
-        images = iter_coco_images(doc, Path(data))
-    else:
-        images = iter_sa1b_images(data, s3=s3_config(load_settings()))
-    metrics = evaluate_images(sam, images, clicks=clicks, max_images=max_images)
-    if detections is not None and coco_annotations is not None:
-        metrics.update(coco_mask_map(sam, coco_annotations, Path(data), detections))
+    settings = load_settings()
+    metrics = evaluate_model(
+        EvalRequest(
+            data=data,
+            model=model,
+            checkpoint=checkpoint,
+            device=resolve_device(device or settings.device),
+            coco_annotations=coco_annotations,
+            detections=detections,
+            clicks=clicks,
+            max_images=max_images,
+            s3=s3_config(settings),
+        )
+    )
     out: dict[str, object] = {"model": model, "checkpoint": str(checkpoint) if checkpoint else None}
     out.update(_finite(metrics))
     json_path.parent.mkdir(parents=True, exist_ok=True)

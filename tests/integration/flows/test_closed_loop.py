@@ -19,10 +19,10 @@ from sqlalchemy import create_engine, text
 from autolabel.flows.label_dataset import autolabel_dataset
 from autolabel.flows.sa1b import Sa1bExportRequest, export_sa1b_shards
 from autolabel.storage.sa1b import read_shard
-from autolabel.tasks.synthetic import write_synthetic_shards
 from tests.corpus import write_good_images
 from tests.integration.flows.conftest import FlowEnv
 from tests.integration.flows.test_label_flow import make_job
+from tests.synthetic import write_synthetic_shards
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ from sqlalchemy import create_engine, text
 
 from autolabel.flows.export_coco import ExportRequest, export_coco
 from autolabel.flows.label_dataset import RunAbortedError, autolabel_dataset
-from autolabel.tasks.params import LabelJob, Thresholds
+from autolabel.models.detection import DetectionConfig
+from autolabel.tasks.labeling.job import LabelJob
 from tests.corpus import write_bad_image_corpus, write_good_images
 from tests.integration.flows.conftest import FlowEnv
 
@@ -31,7 +32,7 @@ def make_job(env: FlowEnv, dataset: str, **overrides: object) -> LabelJob:
         "pattern": "*",  # list every file, not only image suffixes: the corpus must fail loudly
         "detector": "grounding-dino-test",
         "segmenter": "efficientvit-sam-test",
-        "thresholds": Thresholds(box_threshold=0.0, text_threshold=0.0, max_detections=3),
+        "thresholds": DetectionConfig(box_threshold=0.0, text_threshold=0.0, max_detections=3),
         "shard_size": 16,
         "batch_size": 4,
         "random_weights": True,

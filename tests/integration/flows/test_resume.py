@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from autolabel.flows.label_dataset import autolabel_dataset
-from autolabel.tasks import shard
+from autolabel.tasks.labeling import shard
 from tests.corpus import write_good_images
 from tests.integration.flows.conftest import FlowEnv
 from tests.integration.flows.test_label_flow import db_rows, make_job

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from autolabel.flows.retrain import RetrainRequest, retrain_sam
-from autolabel.tasks.synthetic import write_synthetic_shards
 from tests.integration.flows.conftest import FlowEnv
+from tests.synthetic import write_synthetic_shards
 
 pytestmark = pytest.mark.integration
 

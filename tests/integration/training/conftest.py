@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from autolabel.tasks.synthetic import write_synthetic_shards
+from tests.synthetic import write_synthetic_shards
 
 ENTRY = Path(__file__).with_name("train_entry.py")
 BASE = {

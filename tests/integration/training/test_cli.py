@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from autolabel.models.registry import build_model
-from autolabel.tasks.synthetic import write_synthetic_shards
+from tests.synthetic import write_synthetic_shards
 
 
 def _cli(args: list[str]) -> subprocess.CompletedProcess[str]:

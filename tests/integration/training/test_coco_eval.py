@@ -7,8 +7,8 @@ import numpy as np
 
 from autolabel.models.registry import build_model
 from autolabel.storage.sa1b import sa1b_to_coco
-from autolabel.tasks.evaluate import coco_mask_map, evaluate_images, iter_coco_images
-from autolabel.tasks.synthetic import iter_synthetic_samples
+from autolabel.tasks.training.evaluate import coco_mask_map, evaluate_images, iter_coco_images
+from tests.synthetic import iter_synthetic_samples
 
 
 def test_coco_layout_metrics_and_map(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from autolabel.tasks.synthetic import write_synthetic_shards
 from tests.integration.training.conftest import ENTRY, config, losses, run_entry
+from tests.synthetic import write_synthetic_shards
 
 
 def test_two_gloo_processes_average_gradients_like_accumulation(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ import boto3
 import pytest
 
 from autolabel.storage.config import S3Config
-from autolabel.tasks.synthetic import write_synthetic_shards
-from autolabel.tasks.training_data import BadData, DataItem, Sa1bStream, StreamConfig, list_units
+from autolabel.tasks.training.data import BadData, DataItem, Sa1bStream, StreamConfig, list_units
+from tests.synthetic import write_synthetic_shards
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from autolabel.tasks.trainer import TrainConfig, run_training, shutdown_distributed
+from autolabel.tasks.training.trainer import TrainConfig, run_training, shutdown_distributed
 
 
 def main() -> None:

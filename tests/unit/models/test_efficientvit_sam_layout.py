@@ -1,23 +1,21 @@
-"""State-dict layout and parameter counts of the five released variants."""
+"""State-dict layout (the official one, in tests/fixtures/parity) and parameter counts."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from autolabel.models.registry import MODEL_SPECS, get_spec
+from tests.unit.models.helpers import FIXTURES_DIR
 
-PARITY_DIR = Path(__file__).resolve().parents[3] / ".." / "shared" / "parity"
+#: keys_<v>.json, copied from shared/parity by tests/fixtures/parity/reduce.py.
+PARITY_DIR = FIXTURES_DIR / "parity"
 VARIANTS = ["l0", "l1", "l2", "xl0", "xl1"]
 PAPER_PARAMS_M = {"l0": 34.8, "l1": 47.7, "l2": 61.3, "xl0": 117.0, "xl1": 203.3}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_state_dict_layout_equals_official(variant: str) -> None:
-    keys_file = PARITY_DIR / f"keys_{variant}.json"
-    if not keys_file.is_file():
-        pytest.skip(f"parity fixtures not found at {PARITY_DIR}")
-    expected = json.loads(keys_file.read_text())
+    expected = json.loads((PARITY_DIR / f"keys_{variant}.json").read_text())
     model = get_spec(f"efficientvit-sam-{variant}").build()
     got = [
         [name, list(t.shape), str(t.dtype).removeprefix("torch.")]

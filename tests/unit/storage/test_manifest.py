@@ -7,8 +7,9 @@ import pytest
 
 from autolabel.storage.errors import FormatError
 from autolabel.storage.local import LocalStore
-from autolabel.storage.manifest import ManifestEntry, read_manifest, split_url
+from autolabel.storage.manifest import ManifestEntry, read_manifest
 from autolabel.storage.objectstore import open_store
+from autolabel.storage.urls import split_object_url
 
 MIXED = b"""\xef\xbb\xbf# images for run 7
 images/0001.jpg
@@ -100,9 +101,9 @@ def test_jsonl_format_is_strict_and_text_format_is_literal() -> None:
 def test_split_url_opens_the_right_object(tmp_path: Path) -> None:
     (tmp_path / "a b").mkdir()
     (tmp_path / "a b" / "img 1.jpg").write_bytes(b"pixels")
-    root, key = split_url((tmp_path / "a b" / "img 1.jpg").as_uri())
+    root, key = split_object_url((tmp_path / "a b" / "img 1.jpg").as_uri())
     assert key == "img 1.jpg"
     assert open_store(root).get(key) == b"pixels"
-    assert split_url("s3://bucket/x/y.jpg") == ("s3://bucket", "x/y.jpg")
+    assert split_object_url("s3://bucket/x/y.jpg") == ("s3://bucket", "x/y.jpg")
     with pytest.raises(FormatError):
-        split_url("s3://bucket/x.jpg?sig=1")
+        split_object_url("s3://bucket/x.jpg?sig=1")

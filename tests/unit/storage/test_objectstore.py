@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autolabel.storage.errors import StorageConfigError, UnsafeKeyError
-from autolabel.storage.objectstore import KeyFilter, compile_glob, open_store, validate_key
+from autolabel.storage.objectstore import KeyFilter, compile_glob, open_store
 from autolabel.storage.s3 import S3Store
+from autolabel.storage.urls import validate_key
 
 
 @pytest.mark.parametrize(

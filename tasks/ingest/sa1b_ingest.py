@@ -1,0 +1,44 @@
+"""SA-1B shards from a local folder into object storage: check each one, upload the good ones."""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autolabel.storage.sa1b import read_shard
+from autolabel.tasks.resources import Resources
+
+
+class Sa1bIngestResult(BaseModel):
+    """What an ingest uploaded and what it skipped."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str = Field(description="Store URL (folder) the shards went to.")
+    uploaded: list[str] = Field(default_factory=list, description="Shard file names uploaded.")
+    skipped: dict[str, str] = Field(
+        default_factory=dict, description="Unreadable shard file name -> reason."
+    )
+
+
+def validate_shards(folder: Path) -> tuple[list[Path], dict[str, str]]:
+    """(readable shards, unreadable shard name -> reason) among `folder`'s `*.tar` files."""
+    good, bad = [], {}
+    for path in sorted(folder.glob("*.tar")):
+        try:
+            with path.open("rb") as stream:
+                for _ in read_shard(stream, name=path.name):
+                    pass
+        except (ValueError, OSError) as exc:
+            bad[path.name] = str(exc)
+            continue
+        good.append(path)
+    return good, bad
+
+
+def ingest_shards(folder: Path, to: str, resources: Resources) -> Sa1bIngestResult:
+    """Upload the readable shards of `folder` to the store at `to`; report the others by name."""
+    good, bad = validate_shards(folder)
+    store = resources.store(to)
+    for path in good:
+        store.put_file(path.name, path)
+    return Sa1bIngestResult(url=store.url, uploaded=[p.name for p in good], skipped=bad)

@@ -1,0 +1,116 @@
+"""How labeling is orchestrated: the Prefect tasks and artifacts of the `autolabel-dataset` flow.
+
+Each task resolves the flow's bound resources, calls the plain-Python core
+(`runs`, `sources`, `shard`) and returns small references; only transient failures are retried.
+"""
+
+import socket
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
+
+from autolabel.tasks import resources
+from autolabel.tasks.labeling import runs, sources
+from autolabel.tasks.labeling.box_sources import box_source_for
+from autolabel.tasks.labeling.job import (
+    LabelJob,
+    RunContext,
+    RunOutcome,
+    RunSummary,
+    ShardRef,
+    ShardResult,
+)
+from autolabel.tasks.labeling.progress import current_sink, summary_markdown
+from autolabel.tasks.labeling.shard import run_shard
+from autolabel.tasks.retry import retry_transient
+
+# The slot is leased and renewed while the shard runs: a killed worker's slot is revoked by the
+# Prefect server's repossessor within this time (plus its 15 s sweep) instead of blocking forever.
+DEVICE_LEASE_SECONDS = 60.0  # the smallest lease the Prefect API accepts
+
+
+def device_limit_name(device: str) -> str:
+    """Name of the global concurrency limit guarding one device of this worker host."""
+    return f"autolabel-device-{socket.gethostname()}-{device.replace(':', '-')}"
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
+def start_run(job: LabelJob) -> RunContext:
+    """Create (or find) the dataset and categories and insert a `running` label run."""
+    flow_run_id = str(flow_run.get_id() or "")
+    return runs.start_run(job, resources.current(), flow_run_id=flow_run_id)
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
+def register_images(job: LabelJob, dataset_id: int) -> int:
+    """Upsert the job's images into the dataset; returns how many were listed."""
+    return sources.register_images(job, dataset_id, resources.current())
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
+def plan_shards(job: LabelJob, ctx: RunContext) -> list[ShardRef]:
+    """The shards of image ids still to do under the run's work key."""
+    return sources.plan_shards(ctx.dataset_id, job, ctx.work_key, resources.current())
+
+
+@task(
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_transient,
+    task_run_name="label-shard-{shard.index}",
+)
+def label_shard(shard: ShardRef, job: LabelJob, ctx: RunContext) -> ShardResult:
+    """Label one shard, holding a slot of this host's device limit (if any) while it runs."""
+    res = resources.current()
+    source = box_source_for(job, res)
+    sink = current_sink()
+    limit = res.config.device_limit
+    if limit is None:
+        return run_shard(shard, job, ctx, resources=res, box_source=source, on_written=sink.written)
+    with concurrency(
+        limit,
+        occupy=1,
+        strict=True,
+        lease_duration=DEVICE_LEASE_SECONDS,
+        raise_on_lease_renewal_failure=False,
+    ):
+        return run_shard(shard, job, ctx, resources=res, box_source=source, on_written=sink.written)
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
+def finish_run(ctx: RunContext, job: LabelJob, outcome: RunOutcome) -> RunSummary:
+    """Recount the run from its image results, set its final status, publish the summary."""
+    summary = runs.finish_run(ctx, job, outcome, resources.current())
+    create_markdown_artifact(
+        summary_markdown(summary),
+        key=f"autolabel-run-{ctx.run_id}-summary",
+        description="label run summary",
+    )
+    return summary
+
+
+class ProgressArtifact:
+    """A Prefect progress artifact for one run, updated once per finished shard."""
+
+    def __init__(self, run_id: int, total_shards: int) -> None:
+        self.total = max(total_shards, 1)
+        self.finished = 0
+        created = create_progress_artifact(
+            progress=0.0 if total_shards else 100.0,
+            key=f"autolabel-run-{run_id}-progress",
+            description=f"label run {run_id}: shards finished",
+        )
+        if not isinstance(created, UUID):  # only the async call returns a coroutine
+            raise TypeError(f"expected an artifact id, got {type(created).__name__}")
+        self._id = created
+
+    def shard_done(self) -> None:
+        self.finished += 1
+        update_progress_artifact(self._id, progress=100.0 * self.finished / self.total)

@@ -1,0 +1,203 @@
+"""Loading the models a job names: official weights, registered versions, or random ones.
+
+Random weights are drawn from a generator seeded with the model name (`seeded_random_weights`,
+never the process-wide torch RNG), so every worker process builds the same model and a resumed
+job labels its remaining images with the same (meaningless) weights: they exist for smoke runs
+and tests, and their labels are marked with the version `<name>@random`.
+"""
+
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import BertTokenizer, GroundingDinoForObjectDetection
+
+from autolabel.models.detection import DetectionConfig
+from autolabel.models.efficientvit_sam.optimize import prepare_for_inference
+from autolabel.models.efficientvit_sam.sam import EfficientViTSam
+from autolabel.models.errors import ChecksumMismatchError, UnknownModelError
+from autolabel.models.grounding_dino.checkpoint import build_model as build_detector_model
+from autolabel.models.grounding_dino.checkpoint import load_model as load_detector_model
+from autolabel.models.grounding_dino.config import get_spec as get_detector_spec
+from autolabel.models.grounding_dino.detector import GroundingDinoDetector, RuntimeOptions
+from autolabel.models.grounding_dino.text import load_tokenizer
+from autolabel.models.registry import build_model, get_spec
+from autolabel.models.weights import WeightFile, sha256_of
+from autolabel.storage.db.engine import session_scope
+from autolabel.storage.db.model_versions import get_model_version, get_production_model
+from autolabel.storage.db.records import ModelVersionInfo
+from autolabel.storage.weights import ensure_weights
+from autolabel.tasks.resources import Resources
+
+RANDOM = "random"
+
+
+@torch.no_grad()
+def seeded_random_weights(model: nn.Module, name: str) -> None:
+    """Refill `model`'s randomly initialised tensors from a generator seeded by `name`.
+
+    Tensors the architecture initialises to a constant (norm weights, zero biases, BatchNorm
+    statistics) keep it; every other floating tensor gets normal values with the mean and
+    standard deviation its own initialiser gave it. The result depends only on `name` and the
+    architecture, not on the process-wide RNG, which is left untouched.
+    """
+    generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    for tensor in model.state_dict(keep_vars=True).values():
+        if not tensor.is_floating_point() or tensor.numel() < 2:
+            continue
+        flat = tensor.detach().float().flatten()
+        if bool((flat == flat[0]).all()):
+            continue
+        mean, std = float(flat.mean()), float(flat.std())
+        values = torch.randn(tensor.shape, generator=generator) * std + mean
+        tensor.data.copy_(values.to(tensor.dtype))
+
+
+PRODUCTION_SUFFIX = "@production"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterWeights:
+    """Which weights a segmenter name resolves to.
+
+    Attributes:
+        spec_name: Registry architecture, e.g. "efficientvit-sam-l0".
+        path: Local weights file, or None for seeded random weights.
+        sha256: Expected digest of `path` (None when the release has no pinned digest).
+        version: Identity recorded on labels and in the work key: `<name>@<sha256 prefix>`.
+        registered: The model version's name when it comes from the registry, else None.
+    """
+
+    spec_name: str
+    path: Path | None
+    sha256: str | None
+    version: str
+    registered: str | None = None
+
+
+def resolve_segmenter(name: str, resources: Resources, *, random_weights: bool) -> SegmenterWeights:
+    """Resolve `name`: a released model ("efficientvit-sam-l0"), a registered version name, or
+    "<variant>@production" (the variant's production version)."""
+    if random_weights:
+        get_spec(name)  # unknown names fail here, listing the known ones
+        return SegmenterWeights(name, None, None, f"{name}@{RANDOM}")
+    try:
+        spec = get_spec(name)
+    except UnknownModelError:
+        return _registered(name, resources)
+    config = resources.config
+    path = ensure_weights(spec.weights, config.weights_dir, download=config.download_weights)
+    digest = spec.weights.sha256 or sha256_of(path)
+    return SegmenterWeights(name, path, spec.weights.sha256, f"{name}@{digest[:16]}")
+
+
+def _registered(name: str, resources: Resources) -> SegmenterWeights:
+    with session_scope(resources.engine) as session:
+        if name.endswith(PRODUCTION_SUFFIX):
+            variant = name.removesuffix(PRODUCTION_SUFFIX)
+            version = get_production_model(session, variant=variant)
+            if version is None:
+                raise UnknownModelError(f"expected a production version of {variant!r}, found none")
+        else:
+            version = get_model_version(session, name=name)
+    path = fetch_version_weights(version, resources)
+    label = f"{version.name}@{version.sha256[:16]}"
+    return SegmenterWeights(version.variant, path, version.sha256, label, version.name)
+
+
+def fetch_version_weights(version: ModelVersionInfo, resources: Resources) -> Path:
+    """A registered version's weights in `<weights>/versions/`, downloaded once, sha256-checked."""
+    path = resources.config.weights_dir / "versions" / f"{version.name}.pt"
+    if not (path.is_file() and sha256_of(path) == version.sha256):
+        store, key = resources.open_object(version.storage_uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        with store.open(key) as source, partial.open("wb") as target:
+            shutil.copyfileobj(source, target, length=1 << 20)
+        partial.replace(path)
+    digest = sha256_of(path)
+    if digest != version.sha256:
+        raise ChecksumMismatchError(
+            f"expected sha256 {version.sha256} for {version.storage_uri}, got {digest}"
+        )
+    return path
+
+
+def load_segmenter(name: str, resources: Resources, *, random_weights: bool) -> EfficientViTSam:
+    """Build the segmenter `name` resolves to, with its weights (or seeded random ones)."""
+    weights = resolve_segmenter(name, resources, random_weights=random_weights)
+    device = resources.device
+    if weights.path is None:
+        model = build_model(weights.spec_name)
+        seeded_random_weights(model, name)
+    else:
+        model = build_model(weights.spec_name, weights.path, expected_sha256=weights.sha256)
+    dtype = "fp16" if device.startswith("cuda") else "fp32"
+    return prepare_for_inference(model, device=device, dtype=dtype)
+
+
+def packaged_tokenizer_dir() -> Path:
+    """bert-base-uncased's vocab.txt (sha256 07eced37...), shipped inside the package."""
+    import autolabel.models.grounding_dino as package
+
+    return Path(package.__file__).parent / "bert-base-uncased"
+
+
+def tokenizer_dir(weights_dir: Path) -> Path:
+    """Folder of the BERT tokenizer files: `<weights>/bert-base-uncased` when the operator put
+    them there, else the bert-base-uncased vocabulary shipped with autolabel."""
+    configured = weights_dir / "bert-base-uncased"
+    return configured if configured.is_dir() else packaged_tokenizer_dir()
+
+
+def detector_version(name: str, resources: Resources, *, random_weights: bool) -> str:
+    """`<name>@<sha256 prefix>` of the detector weights, or `<name>@random`."""
+    if random_weights:
+        return f"{name}@{RANDOM}"
+    weights = _detector_weights(name)
+    config = resources.config
+    path = ensure_weights(weights, config.weights_dir, download=config.download_weights)
+    return f"{name}@{(weights.sha256 or sha256_of(path))[:16]}"
+
+
+def _detector_weights(name: str) -> WeightFile:
+    spec = get_detector_spec(name)
+    if spec.original_weights is None:
+        raise UnknownModelError(
+            f"expected a detector with released weights, got {name!r} (test configuration); "
+            "use it with --random-weights"
+        )
+    return spec.original_weights
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorParts:
+    """A loaded detector network, its tokenizer and how to run it (shared across configs)."""
+
+    model: GroundingDinoForObjectDetection
+    tokenizer: BertTokenizer
+    options: RuntimeOptions
+
+    def with_config(self, config: DetectionConfig) -> GroundingDinoDetector:
+        return GroundingDinoDetector(self.model, self.tokenizer, config, self.options)
+
+
+def load_detector_parts(name: str, resources: Resources, *, random_weights: bool) -> DetectorParts:
+    """The detector `name` with its weights (or seeded random ones) and the tokenizer files."""
+    spec = get_detector_spec(name)
+    config = resources.config
+    options = RuntimeOptions(
+        device=resources.device, min_size=spec.min_size, max_size=spec.max_size
+    )
+    tokenizer = load_tokenizer(tokenizer_dir(config.weights_dir))
+    if random_weights:
+        model = build_detector_model(spec.build_config())
+        seeded_random_weights(model, name)
+    else:
+        weights = _detector_weights(name)
+        path = ensure_weights(weights, config.weights_dir, download=config.download_weights)
+        model = load_detector_model(spec.build_config(), path, sha256=weights.sha256)
+    return DetectorParts(model, tokenizer, options)

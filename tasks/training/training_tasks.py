@@ -1,0 +1,40 @@
+"""How retraining is orchestrated: the Prefect tasks of the `retrain-sam` flow."""
+
+from prefect import task
+
+from autolabel.tasks import resources
+from autolabel.tasks.retry import retry_transient
+from autolabel.tasks.training import retrain
+from autolabel.tasks.training.retrain import RetrainRequest
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def starting_point(request: RetrainRequest) -> tuple[str | None, str | None]:
+    """(name, local weights path) to start from; see `retrain.starting_point`."""
+    return retrain.starting_point(request, resources.current())
+
+
+@task
+def train_candidate(request: RetrainRequest, start: str | None, work_dir: str) -> dict[str, object]:
+    """Fine-tune from `start` into `work_dir`; returns the weights path, sha256 and losses."""
+    return retrain.train_candidate(request, start, work_dir, resources.current())
+
+
+@task
+def evaluate_weights(request: RetrainRequest, weights: str | None) -> dict[str, float]:
+    """Held-out box mIoU (overall and by size) of `weights`, on the configured device."""
+    return retrain.evaluate_weights(request, weights, resources.current())
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def register_candidate(
+    request: RetrainRequest, trained: dict[str, object], metrics: dict[str, float]
+) -> tuple[str, str]:
+    """Upload the weights to the model store and register them as a candidate version."""
+    return retrain.register_candidate(request, trained, metrics, resources.current())
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def promote(name: str) -> None:
+    """Make `name` the production version of its variant (the previous one is archived)."""
+    retrain.promote(name, resources.current())

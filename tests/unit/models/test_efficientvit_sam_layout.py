@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from autolabel.models.registry import MODEL_SPECS, get_spec
+from autolabel.models.efficientvit_sam.specs import SEGMENTER_SPECS
+from autolabel.models.registry import get_spec
 from tests.unit.models.helpers import FIXTURES_DIR
 
 #: keys_<v>.json, copied from shared/parity by tests/fixtures/parity/reduce.py.
@@ -27,9 +28,9 @@ def test_state_dict_layout_equals_official(variant: str) -> None:
 
 
 def test_registry_lists_released_variants_with_weights() -> None:
-    assert sorted(MODEL_SPECS) == sorted(f"efficientvit-sam-{v}" for v in VARIANTS)
+    assert sorted(SEGMENTER_SPECS) == sorted(f"efficientvit-sam-{v}" for v in VARIANTS)
     for variant in VARIANTS:
-        spec = MODEL_SPECS[f"efficientvit-sam-{variant}"]
+        spec = SEGMENTER_SPECS[f"efficientvit-sam-{variant}"]
         assert spec.input_size == (512 if variant.startswith("l") else 1024)
         assert spec.params_millions == PAPER_PARAMS_M[variant]
         assert spec.weights.filename == f"efficientvit_sam_{variant}.pt"
@@ -37,6 +38,6 @@ def test_registry_lists_released_variants_with_weights() -> None:
             "https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/"
             f"efficientvit_sam_{variant}.pt"
         )
-    assert MODEL_SPECS["efficientvit-sam-l0"].weights.sha256 == (
+    assert SEGMENTER_SPECS["efficientvit-sam-l0"].weights.sha256 == (
         "c4f994b01a16d48bcf2fbbb089448cfbf58fae5811edfa8113c953b8b8cc64b8"
     )

@@ -26,7 +26,7 @@ import torch
 
 from autolabel.models.efficientvit_sam.optimize import prepare_for_inference
 from autolabel.models.predictor import SamPredictor
-from autolabel.models.registry import build_model
+from autolabel.models.registry import get_spec
 from autolabel.models.transforms import postprocess_masks, preprocess_image
 from tests.unit.models.helpers import FIXTURES_DIR, load_script, torch_threads
 
@@ -44,7 +44,7 @@ def reduction() -> ModuleType:
 
 
 def filled_model(variant: str) -> Any:
-    model = build_model(f"efficientvit-sam-{variant}")
+    model = get_spec(f"efficientvit-sam-{variant}").build()
     fill = load_script(PARITY_DIR / "fill.py", "parity_fill")
     model.load_state_dict(fill.fill_state_dict(model.state_dict()), strict=True)
     return model.eval()

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from autolabel.models.grounding_dino import build_model, swint_ogc_config
 from autolabel.models.grounding_dino.forward import image_forward
 from autolabel.models.grounding_dino.text import TextFeatures, encode_text
+from autolabel.models.registry import create_model
 
 # "[CLS] person . forklift . pallet . [SEP]" in bert-base-uncased ids.
 CAPTION_IDS = [101, 2711, 1012, 9292, 18412, 1012, 14412, 1012, 102]
@@ -160,7 +160,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     settings = resolve(args)
     torch.manual_seed(0)
-    model = build_model(swint_ogc_config()).to(settings["device"])
+    model = create_model("grounding-dino-swint-ogc", device=settings["device"])
     text = encode_text(model, torch.tensor([CAPTION_IDS]))
     print(
         f"SwinT-OGC, bucket {settings['hw']}, caption {len(CAPTION_IDS)} tokens, "

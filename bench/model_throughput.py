@@ -44,10 +44,10 @@ OPTIONS: dict[str, dict[str, bool]] = {
 
 
 def _prepared_models(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    from autolabel.models import build_model, prepare_for_inference
+    from autolabel.models import create_model, prepare_for_inference
 
     torch.manual_seed(args.seed)
-    base = build_model(f"efficientvit-sam-{args.variant}")
+    base = create_model(f"efficientvit-sam-{args.variant}", family="segmenter")
     options = dict(OPTIONS)
     if args.compile:
         options["fold_bn+compile"] = {"fold_bn": True, "compile_encoder": True}

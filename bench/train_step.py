@@ -20,7 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.synthetic (the SA-1B sample generator)
 
-from autolabel.models.registry import build_model, get_spec  # noqa: E402
+from autolabel.models.registry import create_model, get_spec  # noqa: E402
 from autolabel.models.training.optim import build_optimizer  # noqa: E402
 from autolabel.models.training.step import (  # noqa: E402
     PromptedSample,
@@ -38,8 +38,9 @@ def samples(input_size: int, masks: int, count: int) -> list[PromptedSample]:
     config = StreamConfig(input_size=input_size, max_masks=masks)
     out = []
     for i in range(count * 4):
-        raw = synthetic_sample(np.random.default_rng(i), i + 1, height=480, width=640,
-                               max_shapes=max(masks, 1))  # fmt: skip
+        raw = synthetic_sample(
+            np.random.default_rng(i), i + 1, height=480, width=640, max_shapes=max(masks, 1)
+        )
         prepared = decode_sample(raw, config, np.random.default_rng(i))
         if prepared is not None:
             out.append(prepared)
@@ -51,12 +52,12 @@ def samples(input_size: int, masks: int, count: int) -> list[PromptedSample]:
 def measure(
     name: str, masks: int, images: int, steps: int, device: torch.device
 ) -> dict[str, object]:
-    model = build_model(name, device=device)
+    model = create_model(name, family="segmenter", device=device)
     model.train()
     freeze_batch_norm_stats(model)
     module = SamTrainingModule(model)
     optimizer = build_optimizer(model, lr=1e-6)
-    batch = samples(get_spec(name).input_size, masks, images)
+    batch = samples(get_spec(name, family="segmenter").input_size, masks, images)
     bf16 = bf16_supported(device)
     train_step(module, optimizer, [batch], clip_norm=2.0, bf16=bf16)  # warm-up
     times = []
@@ -70,10 +71,16 @@ def measure(
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     return {
-        "model": name, "masks_per_image": masks, "images_per_step": images,
-        "masks_per_step": out.masks, "s_per_step": median, "images_per_s": images / median,
-        "device": str(device), "bf16": bf16, "threads": torch.get_num_threads(),
-    }  # fmt: skip
+        "model": name,
+        "masks_per_image": masks,
+        "images_per_step": images,
+        "masks_per_step": out.masks,
+        "s_per_step": median,
+        "images_per_s": images / median,
+        "device": str(device),
+        "bf16": bf16,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:

@@ -1,10 +1,12 @@
 """EfficientViT-SAM and GroundingDINO: pure torch, no IO, no orchestration.
 
-Public EfficientViT-SAM API (imported lazily, so `autolabel.models.errors` and other light
-submodules do not pay for importing torch):
+Public API (imported lazily, so `autolabel.models.errors` and other light submodules do not pay
+for importing torch):
 
-- `build_model(name, checkpoint=None, device="cpu", *, verify_sha256=True)` -> `EfficientViTSam`
-- `MODEL_SPECS`, `TEST_MODEL_SPECS`, `ModelSpec`, `get_spec(name)`
+- `create_model(name, *, family=None, checkpoint_path=None, device="cpu", expected_sha256=None)`
+  builds any registered model (segmenter or detector), loaded strictly, in eval mode
+- `MODEL_SPECS` (every family), `get_spec(name, *, family=None)`, `SegmenterSpec`,
+  `DetectorSpec`
 - `SamPredictor(model)`: `set_image`, `predict`, `predict_torch`, `for_image`, ...
 - `encode_images(model, images)`, `decode_prompts(model, embedding, ...)`,
   `segment_boxes(model, embedding, boxes)`, `segment_boxes_batch(model, images, boxes)`
@@ -32,9 +34,9 @@ if TYPE_CHECKING:
     from autolabel.models.predictor import SamPredictor
     from autolabel.models.registry import (
         MODEL_SPECS,
-        TEST_MODEL_SPECS,
-        ModelSpec,
-        build_model,
+        DetectorSpec,
+        SegmenterSpec,
+        create_model,
         get_spec,
     )
     from autolabel.models.types import ImageEmbedding, MaskSet
@@ -51,9 +53,9 @@ _EXPORTS = {
     "EfficientViTSam": "autolabel.models.efficientvit_sam.sam",
     "SamPredictor": "autolabel.models.predictor",
     "MODEL_SPECS": "autolabel.models.registry",
-    "TEST_MODEL_SPECS": "autolabel.models.registry",
-    "ModelSpec": "autolabel.models.registry",
-    "build_model": "autolabel.models.registry",
+    "DetectorSpec": "autolabel.models.registry",
+    "SegmenterSpec": "autolabel.models.registry",
+    "create_model": "autolabel.models.registry",
     "get_spec": "autolabel.models.registry",
     "ImageEmbedding": "autolabel.models.types",
     "MaskSet": "autolabel.models.types",
@@ -61,13 +63,13 @@ _EXPORTS = {
 
 __all__ = [
     "MODEL_SPECS",
-    "TEST_MODEL_SPECS",
+    "DetectorSpec",
     "EfficientViTSam",
     "ImageEmbedding",
     "MaskSet",
-    "ModelSpec",
     "SamPredictor",
-    "build_model",
+    "SegmenterSpec",
+    "create_model",
     "decode_prompts",
     "encode_images",
     "get_spec",

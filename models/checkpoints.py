@@ -1,13 +1,16 @@
-"""Strict, verified loading of EfficientViT-SAM checkpoints from a local file.
+"""Strict, verified checkpoint loading from a local file, and the one strict-load checker.
 
-Steps: sha256 check (when a digest is expected), `torch.load(map_location="cpu",
-weights_only=True)`, unwrap `{"model": ...}` / `{"state_dict": ...}` (retrained weights are saved
-as `{"model", "spec", "meta"}`), strip `module.` / `_orig_mod.` prefixes, apply the spec's remap,
-then `load_state_dict(strict=True)`.
+`check_state_dict` / `load_state_dict_strict` serve every model family (GroundingDINO passes its
+ignore-pattern list). `load_checkpoint` (EfficientViT-SAM files) takes these steps: sha256 check
+(when a digest is expected), `torch.load(map_location="cpu", weights_only=True)`, unwrap
+`{"model": ...}` / `{"state_dict": ...}` (retrained weights are saved as `{"model", "spec",
+"meta"}`), strip `module.` / `_orig_mod.` prefixes, apply the spec's remap, then
+`load_state_dict(strict=True)`.
 """
 
 import pickle
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from autolabel.models.errors import (
     ChecksumMismatchError,
     WeightsUnavailableError,
 )
-from autolabel.models.weights import sha256_of
+from autolabel.models.weight_files import sha256_of
 
 StateDict = dict[str, Tensor]
 _WRAPPER_KEYS = ("model", "state_dict")
@@ -104,24 +107,80 @@ def extract_state_dict(checkpoint: Mapping[str, Any], *, source: str = "checkpoi
     return {_strip_prefixes(str(k)): v for k, v in inner.items()}
 
 
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str) -> None:
-    """Raise `CheckpointMismatchError` naming missing, unexpected and mis-shaped keys."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    shapes = [
-        f"{k}: expected {tuple(expected[k].shape)}, got {tuple(v.shape)}"
-        for k, v in state_dict.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    ]
+def check_load_state_dict_errors(
+    *,
+    source: str,
+    missing: Sequence[str],
+    unexpected: Sequence[str],
+    shapes: Sequence[str] = (),
+    ignore_missing: Sequence[str] = (),
+) -> None:
+    """Raise `CheckpointMismatchError` naming the first 10 keys of each kind of mismatch.
+
+    The only tolerance is explicit (sam2's `check_load_state_dict_errors`): missing keys that
+    match one of the `ignore_missing` regular expressions (`re.search`) are not errors.
+
+    Args:
+        source: What was loaded (a path), for the message.
+        missing: Keys the architecture has and the state dict lacks.
+        unexpected: Keys the state dict has and the architecture lacks.
+        shapes: One "key: expected (...), got (...)" line per mis-shaped key.
+        ignore_missing: Regular expressions of architecture keys checkpoints may lack.
+    """
+    patterns = [re.compile(p) for p in ignore_missing]
+    missing = [k for k in missing if not any(p.search(k) for p in patterns)]
     if not (missing or unexpected or shapes):
         return
     parts = [f"checkpoint {source} does not match the architecture"]
     for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
         if items:
             more = f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
-            parts.append(f"{len(items)} {label} keys: {items[:_SHOWN]}{more}")
+            parts.append(f"{len(items)} {label} keys: {list(items[:_SHOWN])}{more}")
     raise CheckpointMismatchError("; ".join(parts))
+
+
+def check_state_dict(
+    expected: Mapping[str, Tensor],
+    state_dict: Mapping[str, Tensor],
+    *,
+    source: str,
+    ignore_missing: Sequence[str] = (),
+) -> None:
+    """Raise `CheckpointMismatchError` unless `state_dict` has exactly the keys and shapes of
+    `expected` (a model's `state_dict()`; its tensors may be on the meta device), up to the
+    missing keys matched by `ignore_missing` (see `check_load_state_dict_errors`)."""
+    shapes = [
+        f"{k}: expected {tuple(expected[k].shape)}, got {tuple(v.shape)}"
+        for k, v in state_dict.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    check_load_state_dict_errors(
+        source=source,
+        missing=[k for k in expected if k not in state_dict],
+        unexpected=[k for k in state_dict if k not in expected],
+        shapes=shapes,
+        ignore_missing=ignore_missing,
+    )
+
+
+def load_state_dict_strict(
+    model: nn.Module,
+    state_dict: Mapping[str, Tensor],
+    *,
+    source: str,
+    ignore_missing: Sequence[str] = (),
+) -> None:
+    """Check `state_dict` against `model` (`check_state_dict`), then load it with `strict=True`.
+
+    Keys matched by `ignore_missing` that the state dict lacks keep the model's own values.
+
+    Raises:
+        CheckpointMismatchError: Names the first 10 missing, unexpected and mis-shaped keys.
+    """
+    own = model.state_dict()
+    check_state_dict(own, state_dict, source=source, ignore_missing=ignore_missing)
+    complete = {**{k: v for k, v in own.items() if k not in state_dict}, **state_dict}
+    model.load_state_dict(complete, strict=True)
 
 
 def load_checkpoint(
@@ -152,8 +211,7 @@ def load_checkpoint(
             f"checkpoint {path} is for model {spec_name!r}, expected {expected_name!r}"
         )
     state_dict = remap(extract_state_dict(checkpoint, source=str(path)))
-    check_state_dict(model, state_dict, source=str(path))
-    model.load_state_dict(state_dict, strict=True)
+    load_state_dict_strict(model, state_dict, source=str(path))
     return checkpoint
 
 
@@ -162,9 +220,10 @@ def save_checkpoint(
 ) -> Path:
     """Save retrained weights as `{"model": state_dict, "spec": {"name": ...}, "meta": ...}`.
 
-    The file loads back with `load_checkpoint` / `build_model(model_name, path)` (which checks
-    the recorded name). It is written to `<path>.tmp` and renamed, so readers never see a partial
-    file. Save from the unfolded model (not `prepare_for_inference`'s copy), whose keys match.
+    The file loads back with `load_checkpoint` / `create_model(model_name, checkpoint_path=path)`
+    (which checks the recorded name). It is written to `<path>.tmp` and renamed, so readers never
+    see a partial file. Save from the unfolded model (not `prepare_for_inference`'s copy), whose
+    keys match.
 
     Args:
         model: The model whose `state_dict()` is saved (moved to CPU).

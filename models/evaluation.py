@@ -148,9 +148,13 @@ def click_ious(
         coords = torch.from_numpy(PROMPT_TRANSFORM.apply_coords(xy, embedding.original_size))
         labels = torch.tensor([[int(c.positive) for c in clicks]])
         low_res, iou_pred = decode_prompts(
-            model, embedding, point_coords=coords.float(), point_labels=labels,
-            mask_input=mask_input, multimask_output=len(clicks) == 1,
-        )  # fmt: skip
+            model,
+            embedding,
+            point_coords=coords.float(),
+            point_labels=labels,
+            mask_input=mask_input,
+            multimask_output=len(clicks) == 1,
+        )
         best = int(torch.argmax(iou_pred[0]))
         mask_input = low_res[:, best : best + 1]
         pred = _to_original(embedding, mask_input)[0]

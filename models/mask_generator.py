@@ -3,12 +3,14 @@
 A grid of single foreground points prompts the predictor (optionally on overlapping crops
 as well as the whole image); the candidate masks are filtered by predicted IoU, stability
 score and crop-edge contact, de-duplicated with box NMS within and across crops, optionally
-cleaned of small holes and islands, and returned as SA-1B-style records.
+cleaned of small holes and islands, and returned as SA-1B-style records whose segmentation is
+an (H, W) bool mask (encode it with `autolabel.storage.rle.encode_mask` outside `models`).
+Candidates are held bit-packed (`mask_ops.pack_masks`), as SAM holds them as RLE, to bound memory.
 """
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict
+from typing import Protocol, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -17,9 +19,7 @@ import torch
 from autolabel.models import mask_ops
 from autolabel.models.box_ops import nms
 from autolabel.models.errors import InvalidInputError
-from autolabel.models.mask_ops import CocoRle, CropBoxXYXY
-
-OutputMode = Literal["binary_mask", "coco_rle"]
+from autolabel.models.mask_ops import CropBoxXYXY
 
 
 class CoordinateTransform(Protocol):
@@ -69,7 +69,7 @@ class PointPromptPredictor(Protocol):
 class MaskRecord(TypedDict):
     """One generated mask, SA-1B style. Coordinates are pixels of the full image."""
 
-    segmentation: CocoRle | npt.NDArray[np.bool_]
+    segmentation: npt.NDArray[np.bool_]
     bbox: list[float]
     area: int
     predicted_iou: float
@@ -95,7 +95,6 @@ class MaskGeneratorConfig:
         crop_overlap_ratio: overlap of neighbouring crops as a fraction of the short side.
         crop_n_points_downscale_factor: layer i uses points_per_side / factor**i per side.
         min_mask_region_area: holes and islands smaller than this many pixels are removed.
-        output_mode: "binary_mask" (H, W) bool arrays or "coco_rle" compressed RLE dicts.
     """
 
     points_per_side: int = 32
@@ -110,7 +109,6 @@ class MaskGeneratorConfig:
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 0
-    output_mode: OutputMode = "binary_mask"
 
     def __post_init__(self) -> None:
         for name in ("points_per_side", "points_per_batch", "crop_n_points_downscale_factor"):
@@ -122,17 +120,17 @@ class MaskGeneratorConfig:
         for name in ("box_nms_thresh", "crop_nms_thresh", "crop_overlap_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InvalidInputError(f"expected {name} in [0, 1], got {getattr(self, name)}")
-        if self.output_mode not in ("binary_mask", "coco_rle"):
-            raise InvalidInputError(
-                f"expected output_mode 'binary_mask' or 'coco_rle', got {self.output_mode!r}"
-            )
 
 
 @dataclass(slots=True)
 class _Candidates:
-    """Masks accumulated during generation; tensors are on the CPU, coordinates image frame."""
+    """Masks accumulated during generation; tensors are on the CPU, coordinates image frame.
 
-    rles: list[CocoRle] = field(default_factory=list)
+    `masks` holds one bit-packed full-image mask per row (`mask_ops.pack_masks`).
+    """
+
+    masks: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    areas: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
     boxes: torch.Tensor = field(default_factory=lambda: torch.zeros((0, 4), dtype=torch.int64))
     iou_preds: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     stability: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
@@ -140,13 +138,14 @@ class _Candidates:
     crop_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros((0, 4), dtype=torch.int64))
 
     def __len__(self) -> int:
-        return len(self.rles)
+        return int(self.masks.shape[0])
 
     def select(self, keep: torch.Tensor) -> "_Candidates":
         """Rows at the int64 indices `keep`, in that order."""
         index = keep.cpu()
         return _Candidates(
-            rles=[self.rles[i] for i in index.tolist()],
+            masks=self.masks[index.numpy()],
+            areas=self.areas[index],
             boxes=self.boxes[index],
             iou_preds=self.iou_preds[index],
             stability=self.stability[index],
@@ -159,7 +158,8 @@ class _Candidates:
         if not parts:
             return _Candidates()
         return _Candidates(
-            rles=[rle for part in parts for rle in part.rles],
+            masks=np.concatenate([p.masks for p in parts]),
+            areas=torch.cat([p.areas for p in parts]),
             boxes=torch.cat([p.boxes for p in parts]),
             iou_preds=torch.cat([p.iou_preds for p in parts]),
             stability=torch.cat([p.stability for p in parts]),
@@ -215,9 +215,9 @@ class AutomaticMaskGenerator:
             crop_area = (found.crop_boxes[:, 2:] - found.crop_boxes[:, :2]).prod(dim=1)
             found = found.select(self._nms(found.boxes, 1.0 / crop_area.double(), crop=True))
         if self.config.min_mask_region_area > 0 and len(found) > 0:
-            found = self._clean_small_regions(found)
+            found = self._clean_small_regions(found, image_hw)
         order = torch.sort(found.iou_preds, descending=True, stable=True).indices
-        return self._records(found.select(order))
+        return self._records(found.select(order), image_hw)
 
     def _nms(self, boxes: torch.Tensor, scores: torch.Tensor, *, crop: bool) -> torch.Tensor:
         threshold = self.config.crop_nms_thresh if crop else self.config.box_nms_thresh
@@ -279,7 +279,8 @@ class AutomaticMaskGenerator:
         keep_cpu = keep.cpu()
         n_kept = masks.shape[0]
         return _Candidates(
-            rles=mask_ops.encode_rles(masks),
+            masks=mask_ops.pack_masks(masks),
+            areas=masks.flatten(1).sum(dim=1).cpu(),
             crop_boxes=torch.tensor([crop_box], dtype=torch.int64).expand(n_kept, 4).clone(),
             boxes=boxes[inside].cpu(),
             iou_preds=iou_preds[keep][inside].cpu(),
@@ -287,13 +288,12 @@ class AutomaticMaskGenerator:
             points=points[keep_cpu][inside.cpu()],
         )
 
-    def _clean_small_regions(self, found: _Candidates) -> _Candidates:
+    def _clean_small_regions(self, found: _Candidates, image_hw: tuple[int, int]) -> _Candidates:
         """Remove small holes and islands, then NMS again preferring untouched masks."""
         min_area = self.config.min_mask_region_area
         masks = []
         unchanged = []
-        for rle in found.rles:
-            mask = mask_ops.decode_rle(rle)
+        for mask in mask_ops.unpack_masks(found.masks, image_hw):
             mask, holes_changed = mask_ops.remove_small_regions(mask, min_area, "holes")
             mask, islands_changed = mask_ops.remove_small_regions(mask, min_area, "islands")
             masks.append(torch.from_numpy(mask))
@@ -305,25 +305,21 @@ class AutomaticMaskGenerator:
         keep = nms(boxes, scores, nms_threshold)
         changed = [i for i in keep.tolist() if not unchanged[i]]
         if changed:
-            new_rles = mask_ops.encode_rles(stacked[changed])
-            for i, rle in zip(changed, new_rles, strict=True):
-                found.rles[i] = rle
-                found.boxes[i] = boxes[i]
+            found.masks[changed] = mask_ops.pack_masks(stacked[changed])
+            found.areas[changed] = stacked[changed].flatten(1).sum(dim=1)
+            found.boxes[changed] = boxes[changed]
         return found.select(keep)
 
-    def _records(self, found: _Candidates) -> list[MaskRecord]:
+    def _records(self, found: _Candidates, image_hw: tuple[int, int]) -> list[MaskRecord]:
         records: list[MaskRecord] = []
-        for i, rle in enumerate(found.rles):
+        for i, mask in enumerate(mask_ops.unpack_masks(found.masks, image_hw)):
             x0, y0, x1, y1 = found.boxes[i].tolist()
             cx0, cy0, cx1, cy1 = found.crop_boxes[i].tolist()
-            segmentation: CocoRle | npt.NDArray[np.bool_] = rle
-            if self.config.output_mode == "binary_mask":
-                segmentation = mask_ops.decode_rle(rle)
             records.append(
                 MaskRecord(
-                    segmentation=segmentation,
+                    segmentation=mask,
                     bbox=[float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                    area=mask_ops.rle_area(rle),
+                    area=int(found.areas[i]),
                     predicted_iou=float(found.iou_preds[i]),
                     stability_score=float(found.stability[i]),
                     point_coords=[found.points[i].tolist()],

@@ -1,8 +1,9 @@
-"""Building blocks of automatic mask generation: point grids, crops, scores, RLE.
+"""Building blocks of automatic mask generation: point grids, crops, scores, mask math.
 
 Box IoU and NMS live in `autolabel.models.box_ops`.
 
-Pure torch / numpy (plus scikit-image for connected components and pycocotools for RLE).
+Pure torch / numpy (plus scikit-image for connected components). Masks stay arrays here: the
+one COCO RLE codec is `autolabel.storage.rle`, applied by callers outside `models`.
 Frames: "image" means pixels of the full original image, "crop" means pixels of one crop
 box, both with x to the right and y down. Boxes are xyxy with exclusive right/bottom edges
 (a mask covering columns 3..5 has x0=3, x1=6), so width = x1 - x0 as in COCO's bbox.
@@ -10,24 +11,16 @@ box, both with x to the right and y down. Boxes are xyxy with exclusive right/bo
 
 import math
 from itertools import product
-from typing import Literal, TypedDict
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from pycocotools import mask as coco_mask
 from skimage import measure
 
 from autolabel.models.errors import InvalidInputError
 
 CropBoxXYXY = tuple[int, int, int, int]
-
-
-class CocoRle(TypedDict):
-    """Compressed RLE as pycocotools and SA-1B write it: counts is an ASCII string."""
-
-    size: list[int]
-    counts: str
 
 
 def build_point_grid(points_per_side: int) -> npt.NDArray[np.float64]:
@@ -198,60 +191,18 @@ def remove_small_regions(
     return np.isin(labels, keep), True
 
 
-def encode_rles(masks_bool_nhw: torch.Tensor) -> list[CocoRle]:
-    """Compressed COCO RLEs of (N, H, W) bool masks (column-major, as pycocotools)."""
-    if masks_bool_nhw.shape[0] == 0:
-        return []
-    # (N, W, H) C-order viewed as (H, W, N) is the Fortran-order array pycocotools wants.
-    fortran = masks_bool_nhw.transpose(1, 2).contiguous().cpu().numpy().astype(np.uint8)
-    encoded = coco_mask.encode(fortran.transpose(2, 1, 0))
-    return [
-        CocoRle(size=[int(s) for s in rle["size"]], counts=rle["counts"].decode("ascii"))
-        for rle in encoded
-    ]
+def pack_masks(masks_bool_nhw: torch.Tensor) -> npt.NDArray[np.uint8]:
+    """Bit-pack (N, H, W) bool masks row-major into (N, ceil(H * W / 8)) uint8, 8x smaller.
 
-
-def decode_rle(rle: CocoRle) -> npt.NDArray[np.bool_]:
-    """The (H, W) bool mask of one compressed COCO RLE.
-
-    Decoded here rather than with `pycocotools.mask.decode`, which warns under numpy 2.
+    For holding many full-image candidate masks in memory; `unpack_masks` inverts it.
     """
-    height, width = rle["size"]
-    counts = _rle_counts(rle["counts"])
-    if sum(counts) != height * width:
-        raise InvalidInputError(
-            f"expected RLE counts summing to {height} * {width}, got {sum(counts)}"
-        )
-    values = np.arange(len(counts)) % 2 == 1  # runs alternate background, foreground
-    column_major = np.repeat(values, counts)
-    return np.ascontiguousarray(column_major.reshape(width, height).T)
+    count, height, width = masks_bool_nhw.shape
+    flat = masks_bool_nhw.cpu().numpy().reshape(count, height * width)
+    return np.packbits(flat, axis=1)
 
 
-def _rle_counts(counts: str) -> list[int]:
-    """Run lengths of a compressed COCO RLE string (pycocotools' rleFrString format).
-
-    Each run is a little-endian base-32 varint of characters offset by 48 (bit 5: more
-    follows, bit 4 of the last group: sign); from the third run on, values are deltas
-    against the run two places before.
-    """
-    runs: list[int] = []
-    value, shift = 0, 0
-    for char in counts:
-        group = ord(char) - 48
-        value |= (group & 0x1F) << shift
-        shift += 5
-        if group & 0x20:
-            continue
-        if group & 0x10:
-            value -= 1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
-        value, shift = 0, 0
-    return runs
-
-
-def rle_area(rle: CocoRle) -> int:
-    """Number of foreground pixels of a compressed COCO RLE."""
-    raw = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-    return int(coco_mask.area(raw))
+def unpack_masks(packed: npt.NDArray[np.uint8], image_hw: tuple[int, int]) -> npt.NDArray[np.bool_]:
+    """(N, H, W) bool masks of `pack_masks` output for masks of size `image_hw` (h, w)."""
+    height, width = image_hw
+    bits = np.unpackbits(packed, axis=1, count=height * width)
+    return bits.reshape(packed.shape[0], height, width).astype(np.bool_)

@@ -1,7 +1,7 @@
 """Weight files: where a released checkpoint comes from and how it is verified.
 
-`models/` never downloads; `autolabel.storage.weights` fetches a `WeightFile` into the weights
-directory and this module only describes it and checks a local copy.
+`models/` never downloads; `autolabel.storage.weight_download` fetches a `WeightFile` into the
+weights directory and this module only describes it and checks a local copy.
 """
 
 import hashlib

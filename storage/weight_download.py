@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from autolabel.models.errors import ChecksumMismatchError, WeightsUnavailableError
-from autolabel.models.weights import WeightFile, sha256_of
+from autolabel.models.weight_files import WeightFile, sha256_of
 
 _CHUNK = 1 << 20
 _TIMEOUT_S = 30.0

@@ -3,11 +3,11 @@
 Weights come as (a) an original `.pth` (converted on load), (b) a converted `.safetensors` file
 written by `save_state_dict`, or (c) a transformers-format directory (`config.json` +
 `model.safetensors`, e.g. IDEA-Research/grounding-dino-tiny copied to disk). Every path is local;
-nothing is downloaded here. Keys must match exactly, except the unused final Swin layernorm, which
-the original checkpoints do not have.
+nothing is downloaded here. Keys must match exactly (`autolabel.models.checkpoints`' one checker),
+except the unused final Swin layernorm, which the original checkpoints do not have. Build a
+registered detector with `autolabel.models.registry.create_model`.
 """
 
-import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,74 +15,29 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection
 
-from autolabel.models.errors import (
-    CheckpointError,
-    CheckpointMismatchError,
-    ChecksumMismatchError,
-    WeightsUnavailableError,
+from autolabel.models.checkpoints import (
+    check_load_state_dict_errors,
+    load_state_dict_strict,
+    verify_sha256,
 )
+from autolabel.models.errors import CheckpointError, WeightsUnavailableError
 from autolabel.models.grounding_dino.convert import (
-    StateDict,
     convert_original_state_dict,
     load_original_checkpoint,
 )
 from autolabel.models.grounding_dino.text import special_token_ids
-from autolabel.models.weights import sha256_of
 
 # Keys the architecture has but checkpoints may lack: the Swin final layernorm is never used
-# (GroundingDINO reads stage outputs through hidden_states_norms).
-IGNORED_MISSING = (re.compile(r"^model\.backbone\.conv_encoder\.model\.swin\.layernorm\."),)
+# (GroundingDINO reads stage outputs through hidden_states_norms). The only strict-load tolerance.
+SWIN_FINAL_NORM = r"^model\.backbone\.conv_encoder\.model\.swin\.layernorm\."
+IGNORE_MISSING = (SWIN_FINAL_NORM,)
 
 
-def build_model(config: GroundingDinoConfig) -> GroundingDinoForObjectDetection:
+def build_detector(config: GroundingDinoConfig) -> GroundingDinoForObjectDetection:
     """Randomly initialised model of `config`, in eval mode, on the CPU."""
     model = GroundingDinoForObjectDetection(config)
     model.train(False)
     return model
-
-
-def _mismatch(what: str, missing: list[str], unexpected: list[str], shapes: list[str]) -> None:
-    if missing or unexpected or shapes:
-        raise CheckpointMismatchError(
-            f"expected {what} to match the architecture exactly; missing {len(missing)} "
-            f"{missing[:10]}, unexpected {len(unexpected)} {unexpected[:10]}, "
-            f"wrong shape {len(shapes)} {shapes[:10]}"
-        )
-
-
-def load_state_dict_strict(model: torch.nn.Module, state_dict: StateDict, what: str) -> None:
-    """Copy `state_dict` into `model`; any missing, unexpected or misshaped key is an error.
-
-    Raises:
-        CheckpointMismatchError: Names the first 10 keys of each kind.
-    """
-    own = model.state_dict()
-    check_state_dict(own, state_dict, what)
-    # Only keys matched by IGNORED_MISSING can be absent here: they keep the model's own values.
-    complete = {**{k: v for k, v in own.items() if k not in state_dict}, **state_dict}
-    model.load_state_dict(complete, strict=True)
-
-
-def check_state_dict(expected: StateDict, state_dict: StateDict, what: str) -> None:
-    """Raise CheckpointMismatchError unless `state_dict` has exactly the keys and shapes of
-    `expected` (a model's state dict; tensors may be on the meta device), up to
-    `IGNORED_MISSING`."""
-    missing = [
-        k for k in expected if k not in state_dict and not any(p.search(k) for p in IGNORED_MISSING)
-    ]
-    unexpected = [k for k in state_dict if k not in expected]
-    shapes = [
-        f"{k}: {tuple(v.shape)} != {tuple(expected[k].shape)}"
-        for k, v in state_dict.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    _mismatch(what, missing, unexpected, shapes)
-
-
-def check_sha256(path: Path, expected: str | None) -> None:
-    """Raise ChecksumMismatchError when `expected` is given and differs from the file's."""
-    if expected is not None and (actual := sha256_of(path)) != expected:
-        raise ChecksumMismatchError(f"expected sha256 {expected} for {path}, got {actual}")
 
 
 def _load_transformers_dir(directory: Path) -> GroundingDinoForObjectDetection:
@@ -90,17 +45,21 @@ def _load_transformers_dir(directory: Path) -> GroundingDinoForObjectDetection:
         directory, local_files_only=True, output_loading_info=True
     )
     model, info = cast(tuple[GroundingDinoForObjectDetection, dict[str, list[Any]]], loaded)
-    missing = [k for k in info["missing_keys"] if not any(p.search(k) for p in IGNORED_MISSING)]
-    shapes = [str(item) for item in info.get("mismatched_keys", [])]
-    _mismatch(str(directory), sorted(missing), sorted(info["unexpected_keys"]), shapes)
+    check_load_state_dict_errors(
+        source=str(directory),
+        missing=sorted(info["missing_keys"]),
+        unexpected=sorted(info["unexpected_keys"]),
+        shapes=[str(item) for item in info.get("mismatched_keys", [])],
+        ignore_missing=IGNORE_MISSING,
+    )
     model.train(False)
     return model
 
 
-def load_model(
+def load_detector_weights(
     config: GroundingDinoConfig, checkpoint: Path, *, sha256: str | None = None
 ) -> GroundingDinoForObjectDetection:
-    """Build and strictly load a detector from a local checkpoint.
+    """Build and strictly load a detector from a local checkpoint (the registry's loader).
 
     Args:
         config: Architecture (ignored for a transformers directory, which has its config.json).
@@ -120,7 +79,8 @@ def load_model(
         )
     if checkpoint.is_dir():
         return _load_transformers_dir(checkpoint)
-    check_sha256(checkpoint, sha256)
+    if sha256 is not None:
+        verify_sha256(checkpoint, sha256)
     if checkpoint.suffix == ".safetensors":
         try:
             state = load_file(str(checkpoint))
@@ -128,8 +88,8 @@ def load_model(
             raise CheckpointError(f"expected a safetensors file at {checkpoint}: {exc}") from exc
     else:
         state = convert_original_state_dict(load_original_checkpoint(checkpoint))
-    model = build_model(config)
-    load_state_dict_strict(model, state, str(checkpoint))
+    model = build_detector(config)
+    load_state_dict_strict(model, state, source=str(checkpoint), ignore_missing=IGNORE_MISSING)
     return model
 
 

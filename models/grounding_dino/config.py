@@ -1,4 +1,4 @@
-"""GroundingDINO architectures and released weights (the registry of text-prompted detectors).
+"""GroundingDINO architectures and released weights (the detector family of the registry).
 
 Architectures are transformers `GroundingDinoConfig`s built in code, offline: SwinT-OGC (the
 `GroundingDinoConfig()` defaults, verified key by key against the original config), SwinB, and a
@@ -8,24 +8,29 @@ tokenizer files live in a local directory (see `autolabel.models.grounding_dino.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from transformers import BertConfig, GroundingDinoConfig, SwinConfig
+from autolabel.models.weight_files import WeightFile
 
-from autolabel.models.errors import UnknownModelError
-from autolabel.models.weights import WeightFile
+if TYPE_CHECKING:  # transformers takes many seconds to import: only on use, below
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection, SwinConfig
 
 _OUT_FEATURES = ["stage2", "stage3", "stage4"]
 
 
-def _swin(**kwargs: Any) -> SwinConfig:
+def _swin(**kwargs: Any) -> "SwinConfig":
     """Swin backbone config returning stages 2-4 (strides 8, 16, 32)."""
+    from transformers import SwinConfig
+
     options: dict[str, Any] = {"out_features": _OUT_FEATURES, **kwargs}
     return SwinConfig(**options)
 
 
-def swint_ogc_config() -> GroundingDinoConfig:
+def swint_ogc_config() -> "GroundingDinoConfig":
     """SwinT-OGC: Swin-T (window 7, embed 96, depths 2-2-6-2), 6+6 layers, 900 queries, BERT."""
+    from transformers import BertConfig, GroundingDinoConfig
+
     return GroundingDinoConfig(
         backbone_config=_swin(
             embed_dim=96,
@@ -37,8 +42,10 @@ def swint_ogc_config() -> GroundingDinoConfig:
     )
 
 
-def swinb_config() -> GroundingDinoConfig:
+def swinb_config() -> "GroundingDinoConfig":
     """SwinB (cogcoor): Swin-B (window 12, embed 128, depths 2-2-18-2, 384 px), BERT-base."""
+    from transformers import BertConfig, GroundingDinoConfig
+
     return GroundingDinoConfig(
         backbone_config=_swin(
             image_size=384,
@@ -51,11 +58,13 @@ def swinb_config() -> GroundingDinoConfig:
     )
 
 
-def tiny_test_config() -> GroundingDinoConfig:
+def tiny_test_config() -> "GroundingDinoConfig":
     """A few-MB random configuration with the real structure, for fast tests.
 
     It keeps the bert-base-uncased vocabulary size (30522) so that the real tokenizer works.
     """
+    from transformers import BertConfig, GroundingDinoConfig
+
     return GroundingDinoConfig(
         backbone_config=_swin(
             embed_dim=16,
@@ -82,23 +91,36 @@ _HF = "https://huggingface.co"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DetectorSpec:
-    """One text-prompted detector.
+    """One text-prompted detector, registered in `autolabel.models.registry`.
 
     Attributes:
         name: Kebab-case name, e.g. "grounding-dino-swint-ogc".
         build_config: Architecture, built offline.
-        original_weights: The original-layout `.pth` (converted on load), if released.
+        weights: The released original-layout `.pth` (converted on load), None for test configs.
         transformers_repo: Hub repo with the same weights in transformers layout, if any.
         min_size: Short side after resizing (original `RandomResize([800], max_size=1333)`).
         max_size: Cap on the long side after resizing.
     """
 
+    family: ClassVar[Literal["detector"]] = "detector"
     name: str
-    build_config: Callable[[], GroundingDinoConfig]
-    original_weights: WeightFile | None = None
+    build_config: Callable[[], "GroundingDinoConfig"]
+    weights: WeightFile | None = None
     transformers_repo: str | None = None
     min_size: int = 800
     max_size: int = 1333
+
+    def build(self) -> "GroundingDinoForObjectDetection":
+        """The architecture, randomly initialised, in eval mode on the CPU."""
+        from autolabel.models.grounding_dino.checkpoint import build_detector
+
+        return build_detector(self.build_config())
+
+    def load(self, path: Path, *, expected_sha256: str | None) -> "GroundingDinoForObjectDetection":
+        """Build and strictly load local weights: `.pth`, `.safetensors` or a transformers dir."""
+        from autolabel.models.grounding_dino.checkpoint import load_detector_weights
+
+        return load_detector_weights(self.build_config(), path, sha256=expected_sha256)
 
 
 DETECTOR_SPECS: dict[str, DetectorSpec] = {
@@ -107,7 +129,7 @@ DETECTOR_SPECS: dict[str, DetectorSpec] = {
         DetectorSpec(
             name="grounding-dino-swint-ogc",
             build_config=swint_ogc_config,
-            original_weights=WeightFile(
+            weights=WeightFile(
                 filename="groundingdino_swint_ogc.pth",
                 url=f"{_HF}/ShilongLiu/GroundingDINO/resolve/main/groundingdino_swint_ogc.pth",
             ),
@@ -116,7 +138,7 @@ DETECTOR_SPECS: dict[str, DetectorSpec] = {
         DetectorSpec(
             name="grounding-dino-swinb-cogcoor",
             build_config=swinb_config,
-            original_weights=WeightFile(
+            weights=WeightFile(
                 filename="groundingdino_swinb_cogcoor.pth",
                 url=f"{_HF}/ShilongLiu/GroundingDINO/resolve/main/groundingdino_swinb_cogcoor.pth",
             ),
@@ -130,17 +152,3 @@ DETECTOR_SPECS: dict[str, DetectorSpec] = {
         ),
     )
 }
-
-
-def get_spec(name: str) -> DetectorSpec:
-    """The registered detector `name`.
-
-    Raises:
-        UnknownModelError: `name` is not registered; the message lists the known names.
-    """
-    try:
-        return DETECTOR_SPECS[name]
-    except KeyError as exc:
-        raise UnknownModelError(
-            f"expected a detector name in {sorted(DETECTOR_SPECS)}, got {name!r}"
-        ) from exc

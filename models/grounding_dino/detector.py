@@ -25,8 +25,7 @@ from autolabel.models.detection import (
     finalize_detections,
 )
 from autolabel.models.errors import InvalidInputError
-from autolabel.models.grounding_dino.checkpoint import load_model, use_tokenizer_specials
-from autolabel.models.grounding_dino.config import DetectorSpec, get_spec
+from autolabel.models.grounding_dino.checkpoint import use_tokenizer_specials
 from autolabel.models.grounding_dino.forward import image_forward
 from autolabel.models.grounding_dino.onnx_export import OnnxBucketSessions
 from autolabel.models.grounding_dino.postprocess import chunk_candidates
@@ -44,13 +43,14 @@ from autolabel.models.grounding_dino.text import (
     token_layout,
 )
 from autolabel.models.prompts import PromptChunk, PromptSet, chunk_prompt
+from autolabel.models.registry import create_model, get_spec
 
 Precision = Literal["float32", "bfloat16", "float16"]
 _AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RuntimeOptions:
+class InferenceOptions:
     """How the detector runs.
 
     Attributes:
@@ -100,9 +100,9 @@ class GroundingDinoDetector:
         model: GroundingDinoForObjectDetection,
         tokenizer: BertTokenizer,
         config: DetectionConfig | None = None,
-        options: RuntimeOptions | None = None,
+        options: InferenceOptions | None = None,
     ) -> None:
-        self.options = options or RuntimeOptions()
+        self.options = options or InferenceOptions()
         device = torch.device(self.options.device)
         if (
             self.options.precision == "bfloat16"
@@ -196,7 +196,7 @@ def load_detector(
     checkpoint: Path,
     tokenizer_dir: Path,
     config: DetectionConfig | None = None,
-    options: RuntimeOptions | None = None,
+    options: InferenceOptions | None = None,
 ) -> GroundingDinoDetector:
     """Build the registered detector `name` from local files only.
 
@@ -205,12 +205,9 @@ def load_detector(
         checkpoint: Original `.pth`, converted `.safetensors` or transformers directory.
         tokenizer_dir: Directory with bert-base-uncased `tokenizer.json` or `vocab.txt`.
         config: Post-processing; defaults to `DetectionConfig()`.
-        options: Runtime; its sizes default to the spec's preprocessing contract.
+        options: How it runs; its sizes default to the spec's preprocessing contract.
     """
-    spec: DetectorSpec = get_spec(name)
-    sha256 = spec.original_weights.sha256 if spec.original_weights is not None else None
-    if spec.original_weights is None or checkpoint.name != spec.original_weights.filename:
-        sha256 = None
-    model = load_model(spec.build_config(), checkpoint, sha256=sha256)
-    options = options or RuntimeOptions(min_size=spec.min_size, max_size=spec.max_size)
+    spec = get_spec(name, family="detector")
+    model = create_model(name, family="detector", checkpoint_path=checkpoint)
+    options = options or InferenceOptions(min_size=spec.min_size, max_size=spec.max_size)
     return GroundingDinoDetector(model, load_tokenizer(tokenizer_dir), config, options)

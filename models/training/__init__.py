@@ -7,5 +7,5 @@ Modules:
 - `optim`: AdamW parameter groups (no weight decay on norms and biases), cosine schedule.
 - `step`: the forward of a batch of images and their prompts, and one optimiser step with
   gradient accumulation and bf16 autocast.
-- `weights`: `save_trained_weights`, the registry-loadable `{"model", "spec", "meta"}` file.
+- `trained_weights`: `save_trained_weights`, the registry-loadable `{"model", "spec", "meta"}` file.
 """

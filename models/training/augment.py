@@ -101,8 +101,9 @@ def prepare_sample(
     keep = padded.flatten(1).any(1)
     teacher = None
     if teacher_input_size is not None:
-        teacher = preprocess_image(np.ascontiguousarray(image[:, ::-1]) if flip else image,
-                                   teacher_input_size)  # fmt: skip
+        teacher = preprocess_image(
+            np.ascontiguousarray(image[:, ::-1]) if flip else image, teacher_input_size
+        )
     return TrainSample(
         image=pixels, masks=padded[keep], image_id=image_id, flipped=flip, teacher_image=teacher
     )

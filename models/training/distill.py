@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import autolabel.models.efficientvit_sam.sam_modules  # noqa: F401  (torchvision-free import)
-from autolabel.models.checkpoints import check_state_dict, read_checkpoint
+from autolabel.models.checkpoints import load_state_dict_strict, read_checkpoint
 from autolabel.models.errors import CheckpointError
 
 TEACHER_INPUT_SIZE = 1024
@@ -76,8 +76,7 @@ def load_teacher_weights(encoder: nn.Module, path: Path, *, expected_sha256: str
     state = {k[len(_ENCODER_PREFIX) :]: raw[k] for k in keys} if keys else dict(raw)
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"expected tensors in the SAM checkpoint {path}")
-    check_state_dict(encoder, state, source=str(path))
-    encoder.load_state_dict(state, strict=True)
+    load_state_dict_strict(encoder, state, source=str(path))
     return teacher_checksum(encoder)
 
 

@@ -130,9 +130,13 @@ def micro_batch_loss(
         ]
     ).to(device)
     return multimask_loss(
-        logits[:, 1:], ious[:, 1:], targets,
-        single_logits_bhw=logits[:, 0], single_iou_b=ious[:, 0], single_weight=single_weight,
-    )  # fmt: skip
+        logits[:, 1:],
+        ious[:, 1:],
+        targets,
+        single_logits_bhw=logits[:, 0],
+        single_iou_b=ious[:, 0],
+        single_weight=single_weight,
+    )
 
 
 def autocast_context(

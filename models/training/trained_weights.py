@@ -7,13 +7,14 @@ from typing import Any
 from torch import nn
 
 from autolabel.models.checkpoints import save_checkpoint
-from autolabel.models.weights import sha256_of
+from autolabel.models.weight_files import sha256_of
 
 
 def save_trained_weights(
     model: nn.Module, spec_name: str, meta: Mapping[str, Any], path: Path
 ) -> str:
-    """Save `model`'s weights so that `build_model(spec_name, path)` loads them strictly.
+    """Save `model`'s weights so that `create_model(spec_name, checkpoint_path=path)` loads them
+    strictly.
 
     Args:
         model: The trained model (unwrapped: not the DDP wrapper).

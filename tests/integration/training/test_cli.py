@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autolabel.models.registry import build_model
+from autolabel.models.registry import create_model
 from tests.synthetic import write_synthetic_shards
 
 
@@ -36,7 +36,9 @@ def test_train_skips_a_truncated_shard_then_eval_reports_metrics(tmp_path: Path)
     assert any(name.endswith("sa_000001.tar") for name in summary["bad_data"])
     assert "sa_000001.tar" in result.stderr  # logged by name
     assert (out / "model.pt").is_file()
-    build_model("efficientvit-sam-test", out / "model.pt", expected_sha256=summary["sha256"])
+    create_model(
+        "efficientvit-sam-test", checkpoint_path=out / "model.pt", expected_sha256=summary["sha256"]
+    )
 
     bad.unlink()
     metrics_path = tmp_path / "metrics.json"

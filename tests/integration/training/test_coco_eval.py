@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autolabel.models.registry import build_model
+from autolabel.models.registry import create_model
 from autolabel.storage.sa1b import sa1b_to_coco
 from autolabel.tasks.training.evaluate import coco_mask_map, evaluate_images, iter_coco_images
 from tests.synthetic import iter_synthetic_samples
@@ -27,7 +27,7 @@ def test_coco_layout_metrics_and_map(tmp_path: Path) -> None:
     det_path = tmp_path / "dets.json"
     det_path.write_text(json.dumps(dets))
 
-    model = build_model("efficientvit-sam-test")
+    model = create_model("efficientvit-sam-test")
     metrics = evaluate_images(model, iter_coco_images(doc, images), clicks=False)
     assert metrics["images"] == 3
     assert metrics["count"] == len(doc["annotations"])

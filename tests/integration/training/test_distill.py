@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from autolabel.models.registry import build_model
+from autolabel.models.registry import create_model
 from autolabel.models.training.distill import VitConfig, build_teacher_encoder
 from autolabel.tasks.training.trainer import TrainConfig, run_training
 
@@ -40,9 +40,9 @@ def test_distillation_trains_the_encoder_and_reuses_cached_teacher_embeddings(
     assert second.losses == first.losses  # cached targets equal the computed ones
 
     torch.manual_seed(0)  # the trainer seeds its random init the same way (seed 0, rank 0)
-    start = build_model("efficientvit-sam-test")
+    start = create_model("efficientvit-sam-test")
     assert first.weights is not None
-    trained = build_model("efficientvit-sam-test", first.weights)
+    trained = create_model("efficientvit-sam-test", checkpoint_path=first.weights)
     before, after = start.state_dict(), trained.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("mask_decoder."))
     assert any(

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from autolabel.models.registry import build_model
-from autolabel.models.training.weights import save_trained_weights
+from autolabel.models.registry import create_model
+from autolabel.models.training.trained_weights import save_trained_weights
 from autolabel.tasks.training.evaluate import evaluate_images, iter_sa1b_images
 from autolabel.tasks.training.trainer import TrainConfig, run_training
 from tests.synthetic import write_synthetic_shards
@@ -29,7 +29,7 @@ def finetune(model_name: str, tmp: Path, *, steps: int, lr: float) -> dict[str, 
     write_synthetic_shards(tmp / "train", shards=2, images_per_shard=4, seed=0, **SHAPES)  # type: ignore[arg-type]
     write_synthetic_shards(tmp / "val", shards=1, images_per_shard=4, seed=99, **SHAPES)  # type: ignore[arg-type]
     torch.manual_seed(0)
-    start = build_model(model_name)
+    start = create_model(model_name)
     init = tmp / "init.pt"
     save_trained_weights(start, model_name, {"init": "seed 0"}, init)
     before = evaluate_images(start, iter_sa1b_images(str(tmp / "val")), clicks=False)
@@ -41,7 +41,7 @@ def finetune(model_name: str, tmp: Path, *, steps: int, lr: float) -> dict[str, 
         )
     )  # fmt: skip
     assert result.weights is not None
-    trained = build_model(model_name, result.weights)
+    trained = create_model(model_name, checkpoint_path=result.weights)
     after = evaluate_images(trained, iter_sa1b_images(str(tmp / "val")), clicks=False)
     return {
         "model": model_name, "steps": steps, "lr": lr, "losses": result.losses,

@@ -14,7 +14,7 @@ from autolabel.models.errors import (
     UnknownModelError,
     WeightsUnavailableError,
 )
-from autolabel.models.registry import MODEL_SPECS, build_model, get_spec
+from autolabel.models.registry import MODEL_SPECS, create_model, get_spec
 
 TEST_MODEL = "efficientvit-sam-test"
 
@@ -40,7 +40,7 @@ def assert_same_weights(model: torch.nn.Module, expected: dict[str, torch.Tensor
 def test_plain_state_dict_loads_strictly_in_eval_mode(
     tmp_path: Path, state_dict: dict[str, torch.Tensor]
 ) -> None:
-    model = build_model(TEST_MODEL, save(state_dict, tmp_path / "w.pt"))
+    model = create_model(TEST_MODEL, checkpoint_path=save(state_dict, tmp_path / "w.pt"))
     assert not model.training
     assert_same_weights(model, state_dict)
 
@@ -60,7 +60,7 @@ def test_wrappers_and_prefixes_are_unwrapped(
     tmp_path: Path, state_dict: dict[str, torch.Tensor], wrap: object
 ) -> None:
     assert callable(wrap)
-    model = build_model(TEST_MODEL, save(wrap(state_dict), tmp_path / "w.pt"))
+    model = create_model(TEST_MODEL, checkpoint_path=save(wrap(state_dict), tmp_path / "w.pt"))
     assert_same_weights(model, state_dict)
 
 
@@ -69,7 +69,7 @@ def test_retrained_checkpoint_for_another_model_is_rejected(
 ) -> None:
     path = save({"model": state_dict, "spec": {"name": "efficientvit-sam-l1"}}, tmp_path / "w.pt")
     with pytest.raises(CheckpointMismatchError, match="efficientvit-sam-l1"):
-        build_model(TEST_MODEL, path)
+        create_model(TEST_MODEL, checkpoint_path=path)
 
 
 def test_wrong_sha256_is_rejected_with_expected_and_got(
@@ -79,10 +79,10 @@ def test_wrong_sha256_is_rejected_with_expected_and_got(
     got = hashlib.sha256(path.read_bytes()).hexdigest()
     wrong = "0" * 64
     with pytest.raises(ChecksumMismatchError) as info:
-        build_model(TEST_MODEL, path, expected_sha256=wrong)
+        create_model(TEST_MODEL, checkpoint_path=path, expected_sha256=wrong)
     assert wrong in str(info.value)
     assert got in str(info.value)
-    model = build_model(TEST_MODEL, path, expected_sha256=got)
+    model = create_model(TEST_MODEL, checkpoint_path=path, expected_sha256=got)
     assert_same_weights(model, state_dict)
 
 
@@ -92,24 +92,24 @@ def test_official_filename_is_checked_against_the_pinned_sha256(tmp_path: Path) 
     path = tmp_path / spec.weights.filename
     path.write_bytes(b"tampered")
     with pytest.raises(ChecksumMismatchError, match=spec.weights.sha256):
-        build_model("efficientvit-sam-l0", path)
+        create_model("efficientvit-sam-l0", checkpoint_path=path)
     # Opting out skips the digest; the bytes are then rejected as unloadable.
     with pytest.raises(CheckpointError, match="could not load"):
-        build_model("efficientvit-sam-l0", path, verify_sha256=False)
+        create_model("efficientvit-sam-l0", checkpoint_path=path, verify_sha256=False)
 
 
 def test_missing_key_is_named(tmp_path: Path, state_dict: dict[str, torch.Tensor]) -> None:
     key = "image_encoder.neck.output_ops.0.op_list.0.conv.bias"
     tampered = {k: v for k, v in state_dict.items() if k != key}
     with pytest.raises(CheckpointMismatchError, match="1 missing keys") as info:
-        build_model(TEST_MODEL, save(tampered, tmp_path / "w.pt"))
+        create_model(TEST_MODEL, checkpoint_path=save(tampered, tmp_path / "w.pt"))
     assert key in str(info.value)
 
 
 def test_unexpected_key_is_named(tmp_path: Path, state_dict: dict[str, torch.Tensor]) -> None:
     tampered = {**state_dict, "image_encoder.extra.weight": torch.zeros(3)}
     with pytest.raises(CheckpointMismatchError, match="1 unexpected keys") as info:
-        build_model(TEST_MODEL, save(tampered, tmp_path / "w.pt"))
+        create_model(TEST_MODEL, checkpoint_path=save(tampered, tmp_path / "w.pt"))
     assert "image_encoder.extra.weight" in str(info.value)
 
 
@@ -119,7 +119,7 @@ def test_wrong_shape_is_named_with_both_shapes(
     key = "mask_decoder.iou_token.weight"
     tampered = {**state_dict, key: torch.zeros(2, 128)}
     with pytest.raises(CheckpointMismatchError) as info:
-        build_model(TEST_MODEL, save(tampered, tmp_path / "w.pt"))
+        create_model(TEST_MODEL, checkpoint_path=save(tampered, tmp_path / "w.pt"))
     message = str(info.value)
     assert key in message
     assert "expected (1, 256), got (2, 128)" in message
@@ -138,17 +138,18 @@ def test_many_missing_keys_are_capped_at_ten(tmp_path: Path) -> None:
 
 def test_missing_file_and_non_dict_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(WeightsUnavailableError, match=r"nope\.pt"):
-        build_model(TEST_MODEL, tmp_path / "nope.pt")
+        create_model(TEST_MODEL, checkpoint_path=tmp_path / "nope.pt")
     with pytest.raises(CheckpointError, match="expected a dict checkpoint"):
-        build_model(TEST_MODEL, save(torch.zeros(3), tmp_path / "t.pt"))
+        create_model(TEST_MODEL, checkpoint_path=save(torch.zeros(3), tmp_path / "t.pt"))
     with pytest.raises(CheckpointError, match="non-tensor entries"):
-        build_model(TEST_MODEL, save({"a": 1}, tmp_path / "n.pt"))
+        create_model(TEST_MODEL, checkpoint_path=save({"a": 1}, tmp_path / "n.pt"))
 
 
 def test_unknown_model_lists_sorted_names() -> None:
     with pytest.raises(UnknownModelError) as info:
-        build_model("efficientvit-sam-l9")
-    names = sorted([*MODEL_SPECS, TEST_MODEL])
+        create_model("efficientvit-sam-l9")
+    names = sorted(MODEL_SPECS)  # every family: segmenters, test variants and detectors
+    assert {TEST_MODEL, "efficientvit-sam-l0", "grounding-dino-swint-ogc"} <= set(names)
     assert str(names) in str(info.value)
     assert isinstance(info.value, LookupError)
 

@@ -12,9 +12,8 @@ from autolabel.models.detection import DetectionConfig, Detections
 from autolabel.models.errors import InvalidInputError, UnknownModelError
 from autolabel.models.grounding_dino import (
     GroundingDinoDetector,
-    RuntimeOptions,
-    build_model,
-    get_spec,
+    InferenceOptions,
+    build_detector,
     load_tokenizer,
     tiny_test_config,
 )
@@ -22,6 +21,7 @@ from autolabel.models.grounding_dino.forward import image_forward
 from autolabel.models.grounding_dino.preprocess import resized_hw, to_pixel_values
 from autolabel.models.grounding_dino.text import encode_text
 from autolabel.models.prompts import PromptSet
+from autolabel.models.registry import get_spec
 from tests.unit.models.helpers import VOCAB_DIR
 
 # Keep every query: no thresholds, no suppression, no limit below the 30 queries.
@@ -33,7 +33,7 @@ KEEP_ALL = DetectionConfig(
     duplicate_iou=1.0,
     max_detections=1000,
 )
-OPTIONS = RuntimeOptions(min_size=64, max_size=128, max_batch_size=4)
+OPTIONS = InferenceOptions(min_size=64, max_size=128, max_batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def tokenizer() -> BertTokenizer:
 @pytest.fixture(scope="module")
 def model() -> GroundingDinoForObjectDetection:
     torch.manual_seed(0)
-    return build_model(tiny_test_config())
+    return build_detector(tiny_test_config())
 
 
 def images(*shapes: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
@@ -139,7 +139,7 @@ def test_long_prompt_runs_per_chunk_and_merges(tokenizer: BertTokenizer) -> None
     torch.manual_seed(1)
     config = tiny_test_config()
     config.max_text_len = 12  # "[CLS] a . b . c . [SEP]"-sized captions force chunking
-    small = build_model(config)
+    small = build_detector(config)
     names = ["cat", "dog", "remote control", "forklift", "pallet", "person"]
     det = detector(small, tokenizer)
     prompt = PromptSet.from_categories(names)
@@ -194,9 +194,9 @@ def test_bad_images_are_rejected(
 
 def test_fp16_needs_cuda() -> None:
     with pytest.raises(InvalidInputError, match="CUDA"):
-        RuntimeOptions(precision="float16", device="cpu")
+        InferenceOptions(precision="float16", device="cpu")
 
 
 def test_unknown_detector_name_lists_the_known_ones() -> None:
     with pytest.raises(UnknownModelError, match="grounding-dino-swint-ogc"):
-        get_spec("grounding-dino-huge")
+        get_spec("grounding-dino-huge", family="detector")

@@ -14,9 +14,9 @@ from autolabel.models.errors import (
     WeightsUnavailableError,
 )
 from autolabel.models.grounding_dino import (
-    build_model,
+    build_detector,
     convert_original_state_dict,
-    load_model,
+    load_detector_weights,
     load_tokenizer,
     save_state_dict,
     tiny_test_config,
@@ -26,53 +26,53 @@ from autolabel.models.grounding_dino.original_backend import (
     OriginalBackendUnavailableError,
     import_original,
 )
-from autolabel.models.weights import sha256_of
+from autolabel.models.weight_files import sha256_of
 from tests.unit.models.helpers import VOCAB_DIR
 
 
 def test_save_and_reload_is_strict_and_exact(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = build_model(tiny_test_config())
+    model = build_detector(tiny_test_config())
     path = tmp_path / "tiny.safetensors"
     save_state_dict(model, path)
-    loaded = load_model(tiny_test_config(), path, sha256=sha256_of(path))
+    loaded = load_detector_weights(tiny_test_config(), path, sha256=sha256_of(path))
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
 
 
 def test_checksum_mismatch_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "tiny.safetensors"
-    save_state_dict(build_model(tiny_test_config()), path)
+    save_state_dict(build_detector(tiny_test_config()), path)
     with pytest.raises(ChecksumMismatchError, match="expected sha256 0000"):
-        load_model(tiny_test_config(), path, sha256="0" * 64)
+        load_detector_weights(tiny_test_config(), path, sha256="0" * 64)
 
 
 def test_missing_unexpected_and_misshaped_keys_are_named(tmp_path: Path) -> None:
-    state = {k: v.clone() for k, v in build_model(tiny_test_config()).state_dict().items()}
+    state = {k: v.clone() for k, v in build_detector(tiny_test_config()).state_dict().items()}
     del state["model.level_embed"]
     state["model.extra.weight"] = torch.zeros(2)
     state["model.enc_output.bias"] = torch.zeros(3)
     path = tmp_path / "bad.safetensors"
     save_file(state, str(path))
     with pytest.raises(CheckpointMismatchError) as info:
-        load_model(tiny_test_config(), path)
+        load_detector_weights(tiny_test_config(), path)
     message = str(info.value)
-    assert "missing 1 ['model.level_embed']" in message
-    assert "unexpected 1 ['model.extra.weight']" in message
-    assert "model.enc_output.bias: (3,) != (32,)" in message
+    assert "1 missing keys: ['model.level_embed']" in message
+    assert "1 unexpected keys: ['model.extra.weight']" in message
+    assert "model.enc_output.bias: expected (32,), got (3,)" in message
 
 
 def test_unused_swin_layernorm_may_be_absent(tmp_path: Path) -> None:
-    state = dict(build_model(tiny_test_config()).state_dict())
+    state = dict(build_detector(tiny_test_config()).state_dict())
     state = {k: v.clone() for k, v in state.items() if ".swin.layernorm." not in k}
     path = tmp_path / "converted.safetensors"
     save_file(state, str(path))
-    load_model(tiny_test_config(), path)
+    load_detector_weights(tiny_test_config(), path)
 
 
 def test_missing_checkpoint_says_where_to_put_it(tmp_path: Path) -> None:
     with pytest.raises(WeightsUnavailableError, match=r"docs/detection\.md"):
-        load_model(tiny_test_config(), tmp_path / "groundingdino_swint_ogc.pth")
+        load_detector_weights(tiny_test_config(), tmp_path / "groundingdino_swint_ogc.pth")
 
 
 def test_original_pth_with_module_prefix_is_converted_on_load(tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_original_pth_with_module_prefix_is_converted_on_load(tmp_path: Path) ->
     path = tmp_path / "bad.pth"
     torch.save({"model": {"module.mystery.weight": torch.zeros(1)}}, path)
     with pytest.raises(CheckpointError, match="mystery"):
-        load_model(tiny_test_config(), path)
+        load_detector_weights(tiny_test_config(), path)
 
 
 def test_fused_projections_split_in_query_key_value_order() -> None:
@@ -126,7 +126,7 @@ def test_missing_tokenizer_files_are_an_offline_error(tmp_path: Path) -> None:
 def test_model_uses_the_tokenizer_delimiter_ids() -> None:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "?", "cat"]
     tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)})
-    model = build_model(tiny_test_config())
+    model = build_detector(tiny_test_config())
     assert model.model.special_tokens.tolist() == [101, 102, 1012, 1029]
     use_tokenizer_specials(model, tokenizer)
     assert model.model.special_tokens.tolist() == [2, 3, 5, 6]
@@ -139,13 +139,13 @@ def test_original_backend_explains_the_environment_it_needs() -> None:
 
 def test_transformers_directory_loads_strictly(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = build_model(tiny_test_config())
+    model = build_detector(tiny_test_config())
     model.save_pretrained(tmp_path)
-    loaded = load_model(tiny_test_config(), tmp_path)
+    loaded = load_detector_weights(tiny_test_config(), tmp_path)
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
     state = load_file(str(tmp_path / "model.safetensors"))
     del state["model.level_embed"]
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(CheckpointMismatchError, match=r"model\.level_embed"):
-        load_model(tiny_test_config(), tmp_path)
+        load_detector_weights(tiny_test_config(), tmp_path)

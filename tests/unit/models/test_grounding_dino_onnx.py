@@ -11,8 +11,8 @@ from autolabel.models.detection import DetectionConfig
 from autolabel.models.errors import InvalidInputError
 from autolabel.models.grounding_dino import (
     GroundingDinoDetector,
-    RuntimeOptions,
-    build_model,
+    InferenceOptions,
+    build_detector,
     load_tokenizer,
     tiny_test_config,
 )
@@ -26,7 +26,7 @@ from tests.unit.models.helpers import VOCAB_DIR
 def test_onnx_runtime_matches_torch_for_new_images_and_captions(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    model = build_model(tiny_test_config())
+    model = build_detector(tiny_test_config())
     tokenizer = load_tokenizer(VOCAB_DIR)
 
     def text_of(caption: str):  # type: ignore[no-untyped-def]
@@ -51,10 +51,10 @@ def test_onnx_runtime_matches_torch_for_new_images_and_captions(tmp_path: Path) 
 def test_onnxruntime_backend_detects_like_the_torch_backend(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    model = build_model(tiny_test_config())
+    model = build_detector(tiny_test_config())
     tokenizer = load_tokenizer(VOCAB_DIR)
     config = DetectionConfig(box_threshold=0.0, text_threshold=0.0, max_detections=10)
-    options = RuntimeOptions(min_size=64, max_size=128, max_batch_size=2)
+    options = InferenceOptions(min_size=64, max_size=128, max_batch_size=2)
     rng = np.random.default_rng(0)
     # three images of one bucket (a full batch and a padded one) and one of another bucket
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(64, 96)] * 3]
@@ -73,6 +73,6 @@ def test_onnxruntime_backend_detects_like_the_torch_backend(tmp_path: Path) -> N
 
 def test_onnxruntime_backend_needs_a_directory_and_float32_on_cpu(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="onnx_dir"):
-        RuntimeOptions(backend="onnxruntime")
+        InferenceOptions(backend="onnxruntime")
     with pytest.raises(InvalidInputError, match="bfloat16"):
-        RuntimeOptions(backend="onnxruntime", onnx_dir=tmp_path, precision="bfloat16")
+        InferenceOptions(backend="onnxruntime", onnx_dir=tmp_path, precision="bfloat16")

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from autolabel.models import SamPredictor, build_model, mask_ops
+from autolabel.models import SamPredictor, create_model, mask_ops
 from autolabel.models.mask_generator import AutomaticMaskGenerator, MaskGeneratorConfig
 
 
 @pytest.fixture(scope="module")
 def predictor() -> SamPredictor:
     torch.manual_seed(0)
-    return SamPredictor(build_model("efficientvit-sam-test"))
+    return SamPredictor(create_model("efficientvit-sam-test"))
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,6 @@ def test_crop_layers_run_and_report_their_crops(predictor: SamPredictor, image: 
         crop_n_layers=1,
         crop_n_points_downscale_factor=2,
         min_mask_region_area=4,
-        output_mode="coco_rle",
     )
     records = AutomaticMaskGenerator(predictor, config).generate(image)
     assert records

@@ -16,11 +16,13 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from autolabel.models import box_ops
 from autolabel.models.mask_generator import AutomaticMaskGenerator, MaskGeneratorConfig
+from autolabel.storage.rle import encode_mask
 from tests.unit.models.test_mask_generator import (
     FakePredictor,
     H,
@@ -57,8 +59,11 @@ def sam_amg_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def _key(record: Any) -> tuple[str, tuple[float, ...], tuple[float, ...]]:
+    segmentation = record["segmentation"]
+    if isinstance(segmentation, np.ndarray):  # ours: a bool mask, encoded by storage's codec
+        segmentation = encode_mask(segmentation)
     return (
-        record["segmentation"]["counts"],
+        segmentation["counts"],
         tuple(record["point_coords"][0]),
         tuple(record["crop_box"]),
     )
@@ -86,10 +91,9 @@ def scene() -> list[SceneObject]:
 )
 def test_same_records_as_segment_anything(sam_amg_module: Any, settings: dict[str, Any]) -> None:
     settings = {"points_per_side": 8, "stability_score_thresh": 0.9, **settings}
-    settings["output_mode"] = "coco_rle"
     predictor = FakePredictor(scene())
     sam_amg_module.SamPredictor = lambda _model: predictor
-    sam = sam_amg_module.SamAutomaticMaskGenerator(predictor, **settings)
+    sam = sam_amg_module.SamAutomaticMaskGenerator(predictor, output_mode="coco_rle", **settings)
     reference = sam.generate(coordinate_image())
     ours = AutomaticMaskGenerator(predictor, MaskGeneratorConfig(**settings)).generate(
         coordinate_image()

@@ -8,7 +8,7 @@ from autolabel.models.efficientvit_sam.inference import encode_images
 from autolabel.models.efficientvit_sam.optimize import prepare_for_inference, resolve_dtype
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import InvalidInputError
-from autolabel.models.registry import build_model
+from autolabel.models.registry import create_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def model() -> EfficientViTSam:
     torch.manual_seed(0)
-    model = build_model("efficientvit-sam-test")
+    model = create_model("efficientvit-sam-test")
     with torch.no_grad():  # non-trivial BatchNorm statistics, so folding has work to do
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

@@ -15,7 +15,7 @@ from autolabel.models.efficientvit_sam.inference import (
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import ImageNotSetError, InvalidInputError
 from autolabel.models.predictor import Prediction, SamPredictor
-from autolabel.models.registry import build_model
+from autolabel.models.registry import create_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def model() -> EfficientViTSam:
     torch.manual_seed(0)
-    return build_model("efficientvit-sam-test")
+    return create_model("efficientvit-sam-test")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Released checkpoints (slow): strict load with checksum, then segment an obvious object.
 
-Put the official files (e.g. efficientvit_sam_l0.pt) in $AUTOLABEL_WEIGHTS_DIR; variants whose
-file is absent are skipped. The weights cannot be downloaded in CI.
+Put the official files (e.g. efficientvit_sam_l0.pt) in $AUTOLABEL_MODELS__WEIGHTS_DIR; variants
+whose file is absent are skipped. The weights cannot be downloaded in CI.
 """
 
 import os
@@ -12,15 +12,15 @@ import pytest
 
 from autolabel.models.efficientvit_sam.inference import segment_boxes_batch
 from autolabel.models.efficientvit_sam.optimize import prepare_for_inference
-from autolabel.models.registry import MODEL_SPECS, build_model
+from autolabel.models.registry import MODEL_SPECS, create_model
 
 pytestmark = pytest.mark.slow
 
 
 def weights_path(name: str) -> Path:
-    folder = os.environ.get("AUTOLABEL_WEIGHTS_DIR")
+    folder = os.environ.get("AUTOLABEL_MODELS__WEIGHTS_DIR")
     if not folder:
-        pytest.skip("set AUTOLABEL_WEIGHTS_DIR to a folder holding the released checkpoints")
+        pytest.skip("set AUTOLABEL_MODELS__WEIGHTS_DIR to a folder of the released checkpoints")
     path = Path(folder) / MODEL_SPECS[name].weights.filename
     if not path.is_file():
         pytest.skip(f"{path} not present")
@@ -29,7 +29,7 @@ def weights_path(name: str) -> Path:
 
 @pytest.mark.parametrize("name", sorted(MODEL_SPECS))
 def test_released_weights_segment_a_square(name: str) -> None:
-    model = build_model(name, weights_path(name))
+    model = create_model(name, checkpoint_path=weights_path(name))
     image = np.full((300, 400, 3), 30, dtype=np.uint8)
     image[100:200, 150:270] = (230, 60, 40)
     square = np.zeros((300, 400), dtype=bool)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from pycocotools import mask as coco_mask
 
 from autolabel.storage.errors import FormatError
 from autolabel.storage.rle import (
@@ -51,6 +52,21 @@ def test_stack_encoding_matches_per_mask(stack: npt.NDArray[np.bool_]) -> None:
     assert len(rles) == stack.shape[2]
     for i, rle in enumerate(rles):
         assert rle == encode_mask(stack[:, :, i])
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.bool_, st.tuples(st.integers(0, 3), st.integers(1, 12), st.integers(1, 12))))
+def test_nhw_stack_round_trip_area_and_pycocotools_counts(masks: npt.NDArray[np.bool_]) -> None:
+    # Moved from the models' duplicate codec: (N, H, W) stacks, as mask generators return them.
+    rles = encode_masks(masks.transpose(1, 2, 0))
+    assert len(rles) == masks.shape[0]
+    for mask, rle in zip(masks, rles, strict=True):
+        assert isinstance(rle["counts"], str)
+        assert rle["size"] == list(mask.shape)
+        np.testing.assert_array_equal(decode_rle(rle), mask)
+        assert rle_areas([rle])[0] == mask.sum()
+        direct = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+        assert rle["counts"] == direct["counts"].decode()
 
 
 def test_a_thousand_rles_avoid_the_pycocotools_uint8_overflow() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from autolabel.models.errors import ChecksumMismatchError, WeightsUnavailableError
-from autolabel.models.weights import WeightFile
-from autolabel.storage.weights import ensure_weights
+from autolabel.models.weight_files import WeightFile
+from autolabel.storage.weight_download import ensure_weights
 from tests.conftest import free_port
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB

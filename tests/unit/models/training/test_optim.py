@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from autolabel.models.registry import build_model
+from autolabel.models.registry import create_model
 from autolabel.models.training.optim import (
     build_optimizer,
     cosine_factor,
@@ -17,7 +17,7 @@ from autolabel.models.training.optim import (
 
 
 def test_norms_and_biases_have_no_weight_decay() -> None:
-    model = build_model("efficientvit-sam-test")
+    model = create_model("efficientvit-sam-test")
     decay, no_decay = parameter_groups(model)
     assert decay["weight_decay"] == 0.1
     assert no_decay["weight_decay"] == 0.0

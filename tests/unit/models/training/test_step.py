@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from autolabel.models.registry import build_model
+from autolabel.models.registry import create_model
 from autolabel.models.training.step import (
     PromptedSample,
     SamTrainingModule,
@@ -32,7 +32,7 @@ def _samples(n: int) -> list[PromptedSample]:
 
 def _module() -> SamTrainingModule:
     torch.manual_seed(0)
-    model = build_model("efficientvit-sam-test")
+    model = create_model("efficientvit-sam-test")
     model.train()
     freeze_batch_norm_stats(model)
     return SamTrainingModule(model)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from autolabel.models.detection import Detections
-from autolabel.models.registry import build_model
+from autolabel.models.registry import create_model
 from autolabel.models.runtime.adaptive import AdaptiveBatcher
 from autolabel.storage.db.tables import ResultStatus
 from autolabel.storage.images import decode_image
@@ -57,7 +57,7 @@ def fetched(image_id: int, value: int) -> Fetched:
 @pytest.fixture(scope="module")
 def labeler_parts() -> tuple[torch.nn.Module, AdaptiveBatcher]:
     torch.manual_seed(0)
-    return build_model("efficientvit-sam-test"), AdaptiveBatcher(4)
+    return create_model("efficientvit-sam-test"), AdaptiveBatcher(4)
 
 
 def make_labeler(parts: tuple[torch.nn.Module, AdaptiveBatcher]) -> ShardLabeler:

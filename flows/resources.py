@@ -2,35 +2,35 @@
 process's `Resources` (see `autolabel.tasks.resources` for their lifecycle)."""
 
 import atexit
+import logging
 import os
 import threading
 from contextlib import suppress
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import URL, make_url
 
 from autolabel.flows.errors import ConfigError
 from autolabel.flows.settings import Settings
 from autolabel.models.registry import MODEL_SPECS
-from autolabel.models.weights import WeightFile
+from autolabel.models.weight_files import WeightFile
 from autolabel.storage.config import S3Config
 from autolabel.storage.db.engine import make_engine, schema_status, upgrade_to_head
 from autolabel.storage.objectstore import ObjectStore, open_store
 from autolabel.tasks.labeling.label_tasks import device_limit_name
 from autolabel.tasks.resources import ResourceConfig, Resources, resolve_device
 
+logger = logging.getLogger(__name__)
+
 
 def s3_config(settings: Settings) -> S3Config:
     """The S3 client settings (credentials stay with boto3's chain)."""
-    return S3Config(
-        endpoint_url=settings.s3_endpoint_url,
-        region=settings.s3_region,
-        path_style=settings.s3_path_style,
-    )
+    return settings.s3
 
 
 def open_configured_store(settings: Settings, url: str | None = None) -> ObjectStore:
     """The object store at `url`, or the configured default store (created when embedded)."""
-    if url is None and settings.storage_url is None:
+    if url is None and settings.storage.url is None:
         (settings.home / "store").mkdir(parents=True, exist_ok=True)
     return open_store(url or settings.resolved_storage_url, s3=s3_config(settings))
 
@@ -40,25 +40,18 @@ def database_url(settings: Settings) -> URL:
 
     The embedded SQLite default's folder is created on first use.
     """
-    if settings.database_url is None:
+    if settings.database.url is None:
         settings.home.mkdir(parents=True, exist_ok=True)
     url = make_url(settings.resolved_database_url)
-    if settings.database_password is not None:
-        url = url.set(password=settings.database_password.get_secret_value())
+    if settings.database.password is not None:
+        url = url.set(password=settings.database.password.get_secret_value())
     return url
 
 
 def known_weight_files() -> list[tuple[str, WeightFile]]:
-    """(model name, weights file) of every released model autolabel can load."""
-    from autolabel.models.grounding_dino.config import DETECTOR_SPECS
-
-    files = [(name, spec.weights) for name, spec in sorted(MODEL_SPECS.items())]
-    files += [
-        (name, spec.original_weights)
-        for name, spec in sorted(DETECTOR_SPECS.items())
-        if spec.original_weights is not None
-    ]
-    return files
+    """(model name, weights file) of every released model autolabel can load, of every family."""
+    specs = sorted(MODEL_SPECS.items())
+    return [(name, spec.weights) for name, spec in specs if spec.weights is not None]
 
 
 def resource_config(settings: Settings, *, device_limit: str | None = None) -> ResourceConfig:
@@ -67,30 +60,46 @@ def resource_config(settings: Settings, *, device_limit: str | None = None) -> R
         database_url=database_url(settings),
         s3=s3_config(settings),
         weights_dir=settings.resolved_weights_dir,
-        device=settings.device,
+        device=settings.models.device,
         storage_url=settings.resolved_storage_url,
         device_limit=device_limit,
+        max_image_pixels=settings.images.max_pixels,
     )
 
 
-def prepare_database(settings: Settings) -> None:
-    """Make sure the schema is current: the embedded SQLite database is migrated automatically;
-    a configured database must already be at head (`autolabel db upgrade`)."""
+def prepare_database(settings: Settings) -> str | None:
+    """Make sure the schema is current, or raise `ConfigError` saying what to run.
+
+    The embedded SQLite database is migrated automatically, and so is a configured database
+    that is empty (no tables at all). A configured database with tables is never migrated here:
+    another schema revision, or tables without a revision, needs `autolabel db upgrade`.
+
+    Returns a one-line notice when a configured database was migrated, else None.
+    """
     url = database_url(settings)
-    if settings.database_url is None:
+    if settings.database.url is None:
         upgrade_to_head(url)
-        return
+        return None
+    shown = url.render_as_string(hide_password=True)
     engine = make_engine(url)
     try:
         current, head = schema_status(engine)
+        if current == head:
+            return None
+        if current is None and not inspect(engine).get_table_names():
+            upgrade_to_head(engine)
+            return f"database {shown} was empty: created the schema at {head}"
     finally:
         engine.dispose()
-    if current != head:
-        shown = url.render_as_string(hide_password=True)
+    if current is None:
         raise ConfigError(
-            f"database {shown} has schema {current or 'none'}, expected {head}: "
-            "run `autolabel db upgrade`"
+            f"database {shown} has tables but no autolabel schema revision, expected {head}: "
+            "point AUTOLABEL_DATABASE__URL at an empty or autolabel database, or run "
+            "`autolabel db upgrade`"
         )
+    raise ConfigError(
+        f"database {shown} has schema {current}, expected {head}: run `autolabel db upgrade`"
+    )
 
 
 _lock = threading.Lock()
@@ -108,7 +117,9 @@ def process_resources(settings: Settings, *, use_device_limit: bool = False) -> 
     global _process
     if settings.prefect_api == "server" and not os.environ.get("PREFECT_API_URL"):
         raise ConfigError("AUTOLABEL_PREFECT_API=server needs PREFECT_API_URL, which is unset")
-    prepare_database(settings)
+    notice = prepare_database(settings)
+    if notice is not None:
+        logger.warning("%s", notice)
     limit = None
     if use_device_limit and settings.prefect_api == "server":
         limit = ensure_device_limit(settings)
@@ -139,7 +150,7 @@ def ensure_device_limit(settings: Settings) -> str:
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-    name = device_limit_name(resolve_device(settings.device))
+    name = device_limit_name(resolve_device(settings.models.device))
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(name)

@@ -1,81 +1,132 @@
 """Service configuration: one `Settings` read from `AUTOLABEL_*` environment variables and `.env`.
 
+Settings are nested: each layer's options form one sub-model, and a leaf is the variable
+`AUTOLABEL_<SECTION>__<FIELD>` (two underscores), e.g. `AUTOLABEL_S3__MAX_ATTEMPTS` or
+`AUTOLABEL_DATABASE__URL`. `AUTOLABEL_HOME` and `AUTOLABEL_PREFECT_API` are top-level.
+An `AUTOLABEL_*` variable that is not a setting (a typo, or a flat name from before the nesting
+such as `AUTOLABEL_DATABASE_URL`) is an error, never silently ignored.
+
 Only flows and entry points call `get_settings()`; lower layers receive plain values. Credentials
 for S3 come from boto3's normal chain (`AWS_*` variables, profiles, instance roles) and are never
 fields here; a database password may be given apart from the URL as a secret.
 """
 
+import difflib
+import os
 import re
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from autolabel.flows.errors import ConfigError
+from autolabel.storage.config import S3Config
+from autolabel.storage.images import DEFAULT_MAX_PIXELS
 
+PREFIX = "AUTOLABEL_"
+DELIMITER = "__"
+ENV_FILE = ".env"
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 STORAGE_SCHEMES = ("file", "s3")
 DATABASE_SCHEMES = ("sqlite", "postgresql")
+
+#: `AUTOLABEL_*` variables read by tools other than `Settings` (never refused as unknown).
+OTHER_VARIABLES = frozenset(
+    {
+        "AUTOLABEL_CODE_DIR",  # deploy/prefect.yaml: where the worker image keeps the code
+        "AUTOLABEL_TEST_PG_ADMIN_URL",  # tests/conftest.py: PostgreSQL server of the tests
+        "AUTOLABEL_SHARED_DIR",  # tests: shared fixture folder
+        "AUTOLABEL_OFFICIAL_EFFICIENTVIT",  # bench: official reference checkout
+        "AUTOLABEL_OFFICIAL_PYTHON",  # bench: interpreter of the official reference
+    }
+)
+
+#: Flat names from before the nesting whose new name is not just `_` -> `__`.
+_MOVED = {
+    "AUTOLABEL_WEIGHTS_DIR": "AUTOLABEL_MODELS__WEIGHTS_DIR",
+    "AUTOLABEL_DEVICE": "AUTOLABEL_MODELS__DEVICE",
+    "AUTOLABEL_SEGMENTER": "AUTOLABEL_MODELS__SEGMENTER",
+    "AUTOLABEL_DETECTOR": "AUTOLABEL_MODELS__DETECTOR",
+    "AUTOLABEL_MAX_IMAGE_PIXELS": "AUTOLABEL_IMAGES__MAX_PIXELS",
+}
 
 
 def _default_home() -> Path:
     return Path.home() / ".autolabel"
 
 
-class Settings(BaseSettings):
-    """Everything an operator configures. Each field is the variable `AUTOLABEL_<NAME>`."""
+class StorageConfig(BaseModel):
+    """Where images and exports live (the S3 client options are in `S3Config`)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="AUTOLABEL_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        frozen=True,
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    home: Path = Field(
-        default_factory=_default_home,
-        description="Folder for the embedded defaults: local image store, SQLite file, weights.",
-    )
-    storage_url: str | None = Field(
+    url: str | None = Field(
         default=None,
         description="Where images and exports live: `file:///abs/folder` or `s3://bucket/prefix`. "
         "Default: `file://<home>/store`.",
     )
-    s3_endpoint_url: str | None = Field(
-        default=None,
-        description="S3-compatible endpoint (MinIO, Ceph, moto); unset means AWS.",
-    )
-    s3_region: str | None = Field(
-        default=None, description="S3 region; unset means boto3's default chain."
-    )
-    s3_path_style: bool = Field(
-        default=False, description="Use path-style addressing (needed by most MinIO/Ceph setups)."
-    )
-    database_url: str | None = Field(
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in STORAGE_SCHEMES:
+            raise ValueError(
+                f"expected a URL with scheme {' or '.join(STORAGE_SCHEMES)}, got scheme "
+                f"{scheme or '(none)'!r}"
+            )
+        if scheme == "s3" and not urlsplit(value).netloc:
+            raise ValueError("expected s3://bucket[/prefix], got no bucket name")
+        return value
+
+
+class DatabaseConfig(BaseModel):
+    """The annotation database."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the annotation database, e.g. "
         "`postgresql+psycopg://user@host:5432/autolabel`. "
         "Default: SQLite file `<home>/autolabel.db`.",
     )
-    database_password: SecretStr | None = Field(
+    password: SecretStr | None = Field(
         default=None,
         description="Database password, kept out of the URL, logs and flow parameters.",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value).scheme.split("+", 1)[0]
+        if scheme not in DATABASE_SCHEMES:
+            raise ValueError(
+                "expected a sqlite:/// or postgresql+psycopg:// URL, "
+                f"got scheme {scheme or '(none)'!r}"
+            )
+        return value
+
+
+class ModelsConfig(BaseModel):
+    """Model weights, the inference device and the default models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     weights_dir: Path | None = Field(
         default=None,
         description="Folder of checkpoint files (checked by sha256). Default: `<home>/weights`.",
     )
     device: str = Field(
         default="auto", description="Inference device: `auto`, `cpu`, `cuda` or `cuda:N`."
-    )
-    prefect_api: Literal["ephemeral", "server"] = Field(
-        default="ephemeral",
-        description="`ephemeral` runs flows against a throwaway local Prefect API; `server` uses "
-        "PREFECT_API_URL (a Prefect server or Prefect Cloud).",
     )
     segmenter: str = Field(
         default="efficientvit-sam-l0", description="Default EfficientViT-SAM model name."
@@ -91,47 +142,142 @@ class Settings(BaseSettings):
             raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
         return value
 
-    @field_validator("storage_url")
-    @classmethod
-    def _check_storage_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        scheme = urlsplit(value).scheme
-        if scheme not in STORAGE_SCHEMES:
-            raise ValueError(
-                f"expected a URL with scheme {' or '.join(STORAGE_SCHEMES)}, got scheme "
-                f"{scheme or '(none)'!r}"
-            )
-        if scheme == "s3" and not urlsplit(value).netloc:
-            raise ValueError("expected s3://bucket[/prefix], got no bucket name")
-        return value
 
-    @field_validator("database_url")
-    @classmethod
-    def _check_database_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        scheme = urlsplit(value).scheme.split("+", 1)[0]
-        if scheme not in DATABASE_SCHEMES:
-            raise ValueError(
-                "expected a sqlite:/// or postgresql+psycopg:// URL, "
-                f"got scheme {scheme or '(none)'!r}"
-            )
-        return value
+class ImagesConfig(BaseModel):
+    """Decoding of untrusted images."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_pixels: int = Field(
+        default=DEFAULT_MAX_PIXELS,
+        ge=1,
+        le=DEFAULT_MAX_PIXELS,
+        description="Largest width * height decoded, by labeling and export overlays alike; "
+        "larger images fail as `too_many_pixels`. At most PIL's bomb limit.",
+    )
+
+
+class Settings(BaseSettings):
+    """Everything an operator configures; see the module docstring for the variable names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        env_nested_delimiter=DELIMITER,
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Folder for the embedded defaults: local image store, SQLite file, weights.",
+    )
+    prefect_api: Literal["ephemeral", "server"] = Field(
+        default="ephemeral",
+        description="`ephemeral` runs flows against a throwaway local Prefect API; `server` uses "
+        "PREFECT_API_URL (a Prefect server or Prefect Cloud).",
+    )
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="Object store.")
+    s3: S3Config = Field(default_factory=S3Config, description="S3 client options.")
+    database: DatabaseConfig = Field(
+        default_factory=DatabaseConfig, description="Annotation database."
+    )
+    models: ModelsConfig = Field(default_factory=ModelsConfig, description="Models and device.")
+    images: ImagesConfig = Field(default_factory=ImagesConfig, description="Image decoding.")
 
     @property
     def resolved_storage_url(self) -> str:
         """The storage URL, with the embedded default filled in."""
-        return self.storage_url or (self.home / "store").resolve().as_uri()
+        return self.storage.url or (self.home / "store").resolve().as_uri()
 
     @property
     def resolved_database_url(self) -> str:
         """The database URL, with the embedded default filled in (password not included)."""
-        return self.database_url or f"sqlite:///{(self.home / 'autolabel.db').resolve()}"
+        return self.database.url or f"sqlite:///{(self.home / 'autolabel.db').resolve()}"
 
     @property
     def resolved_weights_dir(self) -> Path:
-        return self.weights_dir or self.home / "weights"
+        return self.models.weights_dir or self.home / "weights"
+
+
+def _sub_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _leaves(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, Any]]:
+    """(variable name, field) of every leaf setting below `model`."""
+    for name, field in model.model_fields.items():
+        sub = _sub_model(field.annotation)
+        if sub is None:
+            yield f"{prefix}{name.upper()}", field
+        else:
+            yield from _leaves(sub, f"{prefix}{name.upper()}{DELIMITER}")
+
+
+def variable_names() -> list[str]:
+    """Every leaf variable `Settings` reads, in table order."""
+    return [name for name, _ in _leaves(Settings, PREFIX)]
+
+
+def _accepted_names() -> frozenset[str]:
+    sections = {
+        f"{PREFIX}{name.upper()}"  # a whole section as JSON, e.g. AUTOLABEL_S3='{"region": ...}'
+        for name, field in Settings.model_fields.items()
+        if _sub_model(field.annotation) is not None
+    }
+    return frozenset(variable_names()) | sections | OTHER_VARIABLES
+
+
+def _suggestion(name: str) -> str | None:
+    leaves = variable_names()
+    if name in _MOVED:
+        return _MOVED[name]
+    flat = {leaf.replace(DELIMITER, "_"): leaf for leaf in leaves}
+    if name in flat:
+        return flat[name]
+    tails = {leaf.removeprefix(PREFIX): leaf for leaf in leaves}
+    close = difflib.get_close_matches(name.removeprefix(PREFIX), tails, n=1, cutoff=0.8)
+    return tails[close[0]] if close else None
+
+
+def _configured_names(environ: Mapping[str, str]) -> Iterator[str]:
+    """`AUTOLABEL_*` names set in the environment and in `.env` (upper-cased, as matched)."""
+    yield from (k.upper() for k in environ if k.upper().startswith(PREFIX))
+    env_file = Path(ENV_FILE)
+    if env_file.is_file():
+        from dotenv import dotenv_values
+
+        yield from (k.upper() for k in dotenv_values(env_file) if k.upper().startswith(PREFIX))
+
+
+def check_variable_names(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse an `AUTOLABEL_*` variable that no setting reads, with the likely intended name."""
+    accepted = _accepted_names()
+    for name in _configured_names(os.environ if environ is None else environ):
+        if name in accepted:
+            continue
+        hint = _suggestion(name)
+        raise ConfigError(
+            f"unknown setting {name}"
+            + (f"; did you mean {hint}?" if hint else "")
+            + " (nested settings are AUTOLABEL_<SECTION>__<FIELD>; see the README's table)"
+        )
+
+
+def _variable_of(loc: tuple[int | str, ...]) -> str:
+    """The variable a validation error's location belongs to, e.g. AUTOLABEL_S3__MAX_ATTEMPTS."""
+    parts: list[str] = []
+    model: type[BaseModel] | None = Settings
+    for part in loc:
+        if model is None or not isinstance(part, str):
+            break
+        field = model.model_fields.get(part)
+        parts.append(part.upper())
+        model = _sub_model(field.annotation) if field is not None else None
+    return PREFIX + DELIMITER.join(parts) if parts else f"{PREFIX}?"
 
 
 @cache
@@ -141,28 +287,33 @@ def get_settings() -> Settings:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment and `.env`; validation errors become `ConfigError`."""
-    from pydantic import ValidationError
-
+    """Read settings from the environment and `.env`; every problem becomes a one-line
+    `ConfigError` naming the variable as the user writes it."""
+    check_variable_names()
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
         value = first.get("input")
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"AUTOLABEL_{field.upper()}={value!r}: {message}") from exc
+        raise ConfigError(f"{_variable_of(first['loc'])}={value!r}: {message}") from exc
+    except SettingsError as exc:  # a section given as JSON that does not parse
+        raise ConfigError(
+            f"{str(exc).splitlines()[0]}: a whole section must be a JSON object; "
+            "or set one field as AUTOLABEL_<SECTION>__<FIELD>"
+        ) from exc
 
 
 def settings_table_markdown() -> str:
     """The README's configuration table, generated from the fields of `Settings`."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, field in Settings.model_fields.items():
+    for name, field in _leaves(Settings, PREFIX):
         if field.default_factory is not None:
-            default = "`~/.autolabel`" if name == "home" else "(computed)"
+            default = "`~/.autolabel`" if name == f"{PREFIX}HOME" else "(computed)"
         elif field.default is None:
             default = "(unset)"
         else:
             default = f"`{field.default}`"
-        lines.append(f"| `AUTOLABEL_{name.upper()}` | {default} | {field.description} |")
+        description = " ".join(str(field.description).split())
+        lines.append(f"| `{name}` | {default} | {description} |")
     return "\n".join(lines)

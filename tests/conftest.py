@@ -136,7 +136,7 @@ def s3_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AUTOLABEL_S3_ENDPOINT_URL", moto_server.endpoint_url)
+    monkeypatch.setenv("AUTOLABEL_S3__ENDPOINT_URL", moto_server.endpoint_url)
     return moto_server.endpoint_url
 
 

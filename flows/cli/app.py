@@ -4,10 +4,12 @@ from importlib.metadata import version
 
 import typer
 
+from autolabel.flows.cli.checks import needs_database
 from autolabel.flows.cli.db import db_app
 from autolabel.flows.cli.demo import demo
 from autolabel.flows.cli.doctor import doctor
 from autolabel.flows.cli.label import export, label, runs
+from autolabel.flows.cli.review import review_app
 from autolabel.flows.cli.sa1b import export_sa1b, ingest_sa1b
 from autolabel.flows.cli.serve import serve
 from autolabel.flows.cli.train import evaluate, train
@@ -23,16 +25,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(doctor)
-app.command()(label)
-app.command()(export)
-app.command()(runs)
-app.command()(demo)
-app.command()(serve)
-app.command(name="ingest-sa1b")(ingest_sa1b)
-app.command(name="export-sa1b")(export_sa1b)
+# Commands that run flows (or read runs) check the database schema before they start.
+app.command()(needs_database(label))
+app.command()(needs_database(export))
+app.command()(needs_database(runs))
+app.command()(needs_database(demo))
+app.command()(needs_database(serve))
+app.command(name="ingest-sa1b")(needs_database(ingest_sa1b))
+app.command(name="export-sa1b")(needs_database(export_sa1b))
 app.command()(train)
 app.command(name="eval")(evaluate)
 app.add_typer(db_app, name="db")
+app.add_typer(review_app, name="review")
 
 EXPECTED_ERRORS = (FlowError, ModelError, StorageError)
 

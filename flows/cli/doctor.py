@@ -18,7 +18,7 @@ from rich.table import Table
 from autolabel.flows.errors import FlowError
 from autolabel.flows.settings import Settings, load_settings
 from autolabel.models.errors import ModelError
-from autolabel.models.weights import WeightFile, sha256_of
+from autolabel.models.weight_files import WeightFile, sha256_of
 from autolabel.storage.errors import StorageError
 
 Status = Literal["ok", "warn", "fail"]
@@ -39,10 +39,14 @@ def check_torch(settings: Settings) -> Check:
     cuda = torch.cuda.is_available()
     gpus = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
     detail = f"torch {torch.__version__}; CUDA {'available: ' + gpus if cuda else 'not available'}"
-    wants_cuda = settings.device.startswith("cuda")
+    wants_cuda = settings.models.device.startswith("cuda")
     if wants_cuda and not cuda:
-        return Check("torch", "fail", f"{detail}; AUTOLABEL_DEVICE={settings.device} needs CUDA")
-    return Check("torch", "ok", f"{detail}; device {settings.device}")
+        return Check(
+            "torch",
+            "fail",
+            f"{detail}; AUTOLABEL_MODELS__DEVICE={settings.models.device} needs CUDA",
+        )
+    return Check("torch", "ok", f"{detail}; device {settings.models.device}")
 
 
 def check_database(settings: Settings) -> Check:

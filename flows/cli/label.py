@@ -157,8 +157,8 @@ def label(
                 "pattern": pattern,
                 "manifest": manifest,
                 "boxes_from": boxes_from,
-                "detector": detector or settings.detector,
-                "segmenter": segmenter or settings.segmenter,
+                "detector": detector or settings.models.detector,
+                "segmenter": segmenter or settings.models.segmenter,
                 "thresholds": {
                     "box_threshold": box_threshold,
                     "text_threshold": text_threshold,

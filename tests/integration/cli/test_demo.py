@@ -16,9 +16,9 @@ pytestmark = pytest.mark.integration
 
 def test_demo_runs_offline_and_exports_coco(base_env: dict[str, str], tmp_path: Path) -> None:
     env = base_env | {
-        "AUTOLABEL_DETECTOR": "grounding-dino-test",
-        "AUTOLABEL_SEGMENTER": "efficientvit-sam-test",
-        "AUTOLABEL_DEVICE": "cpu",
+        "AUTOLABEL_MODELS__DETECTOR": "grounding-dino-test",
+        "AUTOLABEL_MODELS__SEGMENTER": "efficientvit-sam-test",
+        "AUTOLABEL_MODELS__DEVICE": "cpu",
     }
     result = run_cli(["demo", "--random-weights"], env)
     assert result.returncode == 0, result.stderr[-3000:]

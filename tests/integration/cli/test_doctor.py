@@ -24,9 +24,9 @@ def test_doctor_passes_on_postgres_and_s3(
     postgres_url = postgres_databases.create()
     upgrade_to_head(postgres_url)
     env = base_env | {
-        "AUTOLABEL_DATABASE_URL": postgres_url,
-        "AUTOLABEL_STORAGE_URL": f"s3://{s3_bucket}/images",
-        "AUTOLABEL_S3_ENDPOINT_URL": s3_env,
+        "AUTOLABEL_DATABASE__URL": postgres_url,
+        "AUTOLABEL_STORAGE__URL": f"s3://{s3_bucket}/images",
+        "AUTOLABEL_S3__ENDPOINT_URL": s3_env,
     }
     result = run_cli(["doctor", "--json"], env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -43,9 +43,9 @@ def test_doctor_fails_when_the_database_is_down(
     base_env: dict[str, str], s3_bucket: str, s3_env: str
 ) -> None:
     env = base_env | {
-        "AUTOLABEL_DATABASE_URL": f"postgresql+psycopg://postgres:pw-123@127.0.0.1:{free_port()}/x",
-        "AUTOLABEL_STORAGE_URL": f"s3://{s3_bucket}",
-        "AUTOLABEL_S3_ENDPOINT_URL": s3_env,
+        "AUTOLABEL_DATABASE__URL": f"postgresql+psycopg://postgres:pw-123@127.0.0.1:{free_port()}/x",
+        "AUTOLABEL_STORAGE__URL": f"s3://{s3_bucket}",
+        "AUTOLABEL_S3__ENDPOINT_URL": s3_env,
     }
     result = run_cli(["doctor", "--json"], env)
     assert result.returncode == 1
@@ -61,8 +61,8 @@ def test_doctor_fails_when_s3_is_down_or_bucket_missing(
     base_env: dict[str, str], s3_env: str
 ) -> None:
     down = base_env | {
-        "AUTOLABEL_STORAGE_URL": "s3://some-bucket",
-        "AUTOLABEL_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "AUTOLABEL_STORAGE__URL": "s3://some-bucket",
+        "AUTOLABEL_S3__ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
     }
     result = run_cli(["doctor", "--json"], down)
     assert result.returncode == 1
@@ -70,8 +70,8 @@ def test_doctor_fails_when_s3_is_down_or_bucket_missing(
     assert checks(result)["database"]["status"] in {"ok", "warn"}  # embedded SQLite
 
     missing = base_env | {
-        "AUTOLABEL_STORAGE_URL": "s3://no-such-bucket",
-        "AUTOLABEL_S3_ENDPOINT_URL": s3_env,
+        "AUTOLABEL_STORAGE__URL": "s3://no-such-bucket",
+        "AUTOLABEL_S3__ENDPOINT_URL": s3_env,
     }
     result = run_cli(["doctor", "--json"], missing)
     assert result.returncode == 1
@@ -83,9 +83,9 @@ def test_doctor_fails_when_s3_is_down_or_bucket_missing(
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("AUTOLABEL_STORAGE_URL", "ftp://host/x", "AUTOLABEL_STORAGE_URL='ftp://host/x'"),
-        ("AUTOLABEL_DATABASE_URL", "mysql://u@h/db", "AUTOLABEL_DATABASE_URL='mysql://u@h/db'"),
-        ("AUTOLABEL_DEVICE", "tpu", "AUTOLABEL_DEVICE='tpu'"),
+        ("AUTOLABEL_STORAGE__URL", "ftp://host/x", "AUTOLABEL_STORAGE__URL='ftp://host/x'"),
+        ("AUTOLABEL_DATABASE__URL", "mysql://u@h/db", "AUTOLABEL_DATABASE__URL='mysql://u@h/db'"),
+        ("AUTOLABEL_MODELS__DEVICE", "tpu", "AUTOLABEL_MODELS__DEVICE='tpu'"),
     ],
 )
 def test_bad_configuration_is_one_line_without_traceback(
@@ -102,7 +102,7 @@ def test_unreachable_database_for_a_command_is_one_line(
     cli_in_process: Callable[..., tuple[int, str, str]],
 ) -> None:
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"
-    code, _, err = cli_in_process(["runs"], AUTOLABEL_DATABASE_URL=url)
+    code, _, err = cli_in_process(["runs"], AUTOLABEL_DATABASE__URL=url)
     assert code == 2
     assert err.startswith("autolabel: error: cannot connect to database")
     assert "Traceback" not in err

@@ -51,14 +51,14 @@ def flow_env(
 
     postgres_url = postgres_databases.create()
     for name in list(os.environ):
-        if name.startswith("AUTOLABEL_") and name != "AUTOLABEL_S3_ENDPOINT_URL":
+        if name.startswith("AUTOLABEL_") and name != "AUTOLABEL_S3__ENDPOINT_URL":
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     (home / "weights" / "bert-base-uncased").mkdir(parents=True)
     shutil.copy(VOCAB, home / "weights" / "bert-base-uncased" / "vocab.txt")
     monkeypatch.setenv("AUTOLABEL_HOME", str(home))
-    monkeypatch.setenv("AUTOLABEL_DATABASE_URL", postgres_url)
-    monkeypatch.setenv("AUTOLABEL_DEVICE", "cpu")
+    monkeypatch.setenv("AUTOLABEL_DATABASE__URL", postgres_url)
+    monkeypatch.setenv("AUTOLABEL_MODELS__DEVICE", "cpu")
     upgrade_to_head(postgres_url)
     get_settings.cache_clear()
     yield FlowEnv(bucket=s3_bucket, endpoint_url=s3_env, database_url=postgres_url, home=home)

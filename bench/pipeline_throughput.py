@@ -156,24 +156,33 @@ def _timed_shards(
     source = folder.resolve().as_uri()
     dataset = f"bench-{uuid.uuid4().hex[:8]}"
     job = LabelJob(
-        source=source, dataset=dataset, prompts=["object"], segmenter="efficientvit-sam-test",
-        random_weights=True, shard_size=shard_size, batch_size=batch,
-    )  # fmt: skip
+        source=source,
+        dataset=dataset,
+        prompts=["object"],
+        segmenter="efficientvit-sam-test",
+        random_weights=True,
+        shard_size=shard_size,
+        batch_size=batch,
+    )
     keys = sorted(p.name for p in folder.iterdir())
     with session_scope(resources.engine) as session:
         dataset_id = repository.get_or_create_dataset(session, name=dataset)
         categories = repository.ensure_categories(session, dataset_id=dataset_id, names=["object"])
         ids = repository.register_images(
-            session, dataset_id=dataset_id,
+            session,
+            dataset_id=dataset_id,
             images=[ImageIn(storage_key=f"{source}/{k}", etag="1") for k in keys],
-        )  # fmt: skip
+        )
         run_id = repository.create_label_run(
             session, dataset_id=dataset_id, work_key="bench", parameters={}
         )
     ctx = RunContext(
-        dataset_id=dataset_id, run_id=run_id, work_key="bench", segmenter_version="bench",
+        dataset_id=dataset_id,
+        run_id=run_id,
+        work_key="bench",
+        segmenter_version="bench",
         category_ids=categories,
-    )  # fmt: skip
+    )
     resources.segmenter(job.segmenter, random_weights=True)  # load outside the timing
     image_ids = [ids[f"{source}/{k}"] for k in keys]
     stages: dict[str, float] = {}
@@ -216,13 +225,17 @@ def main() -> None:
                 )
             finally:
                 _drop_database(args.pg_url, db_url)
-            rows.append({
-                "shard_size": shard_size, "images": args.images,
-                "model_only_images_per_s": round(model_rate, 2),
-                "end_to_end_images_per_s": round(rate, 2), "ratio": round(rate / model_rate, 3),
-                "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
-                "database": "postgresql" if args.pg_url else "sqlite",
-            })  # fmt: skip
+            rows.append(
+                {
+                    "shard_size": shard_size,
+                    "images": args.images,
+                    "model_only_images_per_s": round(model_rate, 2),
+                    "end_to_end_images_per_s": round(rate, 2),
+                    "ratio": round(rate / model_rate, 3),
+                    "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+                    "database": "postgresql" if args.pg_url else "sqlite",
+                }
+            )
     print(
         f"{'shard':>6} {'images':>7} {'model-only img/s':>17} {'end-to-end img/s':>17} {'ratio':>6}"
     )

@@ -38,7 +38,7 @@ import psycopg
 from sqlalchemy import delete
 
 from autolabel.storage.db.bulk import write_annotations, write_image_batch
-from autolabel.storage.db.coco_io import export_coco
+from autolabel.storage.db.coco_export import write_coco_json
 from autolabel.storage.db.engine import make_engine, session_scope, upgrade_to_head
 from autolabel.storage.db.records import AnnotationIn, ImageIn, ImageOutcome
 from autolabel.storage.db.repository import (
@@ -92,12 +92,21 @@ def make_rows(image_ids: list[int], category_id: int, pool: list[Any]) -> list[A
             counts, bbox, area = pool[(n * PER_IMAGE + i) % len(pool)]
             rows.append(
                 AnnotationIn(
-                    image_id=image_id, category_id=category_id, instance_index=i,
-                    bbox_xywh_px=bbox, area=area, seg_counts=counts, seg_height=HEIGHT,
-                    seg_width=WIDTH, score=0.5 + 0.04 * i, predicted_iou=0.91,
-                    stability_score=0.97, phrase="object", model_version="efficientvit-sam-l0",
+                    image_id=image_id,
+                    category_id=category_id,
+                    instance_index=i,
+                    bbox_xywh_px=bbox,
+                    area=area,
+                    seg_counts=counts,
+                    seg_height=HEIGHT,
+                    seg_width=WIDTH,
+                    score=0.5 + 0.04 * i,
+                    predicted_iou=0.91,
+                    stability_score=0.97,
+                    phrase="object",
+                    model_version="efficientvit-sam-l0",
                 )
-            )  # fmt: skip
+            )
     return rows
 
 
@@ -183,12 +192,17 @@ def bench_bulk(
     retry_s = time.perf_counter() - t0
     engine.dispose()
     return {
-        "mode": mode, "rows": total, "seconds": elapsed, "rows_per_s": total / elapsed,
-        "client_cpu_s": client_cpu, "server_cpu_s": server_cpu,
+        "mode": mode,
+        "rows": total,
+        "seconds": elapsed,
+        "rows_per_s": total / elapsed,
+        "client_cpu_s": client_cpu,
+        "server_cpu_s": server_cpu,
         "rows_per_cpu_s": total / (client_cpu + server_cpu) if server_cpu else None,
-        "retried_batch_inserted": retried, "retried_batch_rows_per_s": batch * PER_IMAGE / retry_s,
+        "retried_batch_inserted": retried,
+        "retried_batch_rows_per_s": batch * PER_IMAGE / retry_s,
         "load_average_1m": os.getloadavg()[0],
-    }  # fmt: skip
+    }
 
 
 def drop_work_key(url: str, work_key: str) -> None:
@@ -208,15 +222,28 @@ def bench_orm(url: str, dataset_id: int, category_id: int, ids: list[int]) -> di
     with session_scope(engine) as session:
         session.add_all(
             Annotation(
-                dataset_id=dataset_id, image_id=r.image_id, category_id=r.category_id,
-                work_key=ORM_KEY, instance_index=r.instance_index, bbox_x=r.bbox_xywh_px[0],
-                bbox_y=r.bbox_xywh_px[1], bbox_w=r.bbox_xywh_px[2], bbox_h=r.bbox_xywh_px[3],
-                area=r.area, iscrowd=False, seg_counts=r.seg_counts, seg_height=HEIGHT,
-                seg_width=WIDTH, score=r.score, predicted_iou=r.predicted_iou,
-                stability_score=r.stability_score, phrase=r.phrase, model_version=r.model_version,
+                dataset_id=dataset_id,
+                image_id=r.image_id,
+                category_id=r.category_id,
+                work_key=ORM_KEY,
+                instance_index=r.instance_index,
+                bbox_x=r.bbox_xywh_px[0],
+                bbox_y=r.bbox_xywh_px[1],
+                bbox_w=r.bbox_xywh_px[2],
+                bbox_h=r.bbox_xywh_px[3],
+                area=r.area,
+                iscrowd=False,
+                seg_counts=r.seg_counts,
+                seg_height=HEIGHT,
+                seg_width=WIDTH,
+                score=r.score,
+                predicted_iou=r.predicted_iou,
+                stability_score=r.stability_score,
+                phrase=r.phrase,
+                model_version=r.model_version,
             )
             for r in rows
-        )  # fmt: skip
+        )
     seconds = time.perf_counter() - t0
     engine.dispose()
     drop_work_key(url, ORM_KEY)
@@ -229,13 +256,16 @@ def export_child(url: str, dataset_id: int, out: Path) -> dict[str, Any]:
 
     engine = make_engine(url)
     with session_scope(engine) as session:
-        stats = export_coco(session, dataset_id=dataset_id, destination=out)
+        stats = write_coco_json(session, dataset_id=dataset_id, destination=out)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "annotations": stats.n_annotations, "images": stats.n_images, "seconds": stats.seconds,
+        "annotations": stats.n_annotations,
+        "images": stats.n_images,
+        "seconds": stats.seconds,
         "annotations_per_s": stats.n_annotations / stats.seconds,
-        "peak_rss_mib": peak_kib / 1024, "file_mib": out.stat().st_size / 2**20,
-    }  # fmt: skip
+        "peak_rss_mib": peak_kib / 1024,
+        "file_mib": out.stat().st_size / 2**20,
+    }
 
 
 def bench_export(url: str, dataset_id: int) -> dict[str, Any]:
@@ -324,9 +354,11 @@ def main() -> None:
     with temp_database(args.pg_url) as url:
         dataset_id, category_id, ids = setup_images(url, n_images)
         results: dict[str, Any] = {
-            "machine": platform.platform(), "quick": args.quick,
-            "annotations_target": n_images * PER_IMAGE, "per_image": PER_IMAGE,
-        }  # fmt: skip
+            "machine": platform.platform(),
+            "quick": args.quick,
+            "annotations_target": n_images * PER_IMAGE,
+            "per_image": PER_IMAGE,
+        }
         results["orm_add_all"] = bench_orm(url, dataset_id, category_id, ids[:2_000])
         upsert_ids = ids[: len(ids) // 5]
         results["upsert_insert"] = bench_bulk(

@@ -3,6 +3,11 @@
 `CocoJsonWriter` writes `{"info", "licenses", "categories", "images", "annotations"}` record by
 record, so an export of millions of annotations never holds them in memory. Segmentations are
 compressed RLE (`{"size": [h, w], "counts": str}`) or polygon lists; see `autolabel.storage.rle`.
+
+Image names. Review tools (CVAT, FiftyOne, Label Studio) open `file_name` relative to an image
+root, so `coco_file_name` writes a storage URL below the root as its relative key, and any other
+URL without its scheme (`s3://bucket/other/x.jpg` -> `bucket/other/x.jpg`, still unique per
+store); the full URL goes to `coco_url`. `image_storage_key` reads any of these forms back.
 """
 
 import json
@@ -13,13 +18,70 @@ from typing import IO, Any
 
 from autolabel.storage.errors import FormatError
 from autolabel.storage.rle import Rle, polygons_to_rle, uncompressed_to_rle
+from autolabel.storage.urls import STORE_SCHEMES, is_url, join_url, key_under
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-def image_record(*, image_id: int, file_name: str, width: int, height: int) -> dict[str, Any]:
-    """A COCO `images` entry; `width`/`height` in pixels."""
-    return {"id": image_id, "file_name": file_name, "width": width, "height": height}
+def image_record(
+    *, image_id: int, file_name: str, width: int, height: int, coco_url: str | None = None
+) -> dict[str, Any]:
+    """A COCO `images` entry; `width`/`height` in pixels, `coco_url` only when given."""
+    record: dict[str, Any] = {"id": image_id, "file_name": file_name}
+    if coco_url is not None:
+        record["coco_url"] = coco_url
+    record.update(width=width, height=height)
+    return record
+
+
+def image_json(
+    image_id: int, storage_key: str, width: int, height: int, *, image_root: str | None
+) -> str:
+    """An `images` entry serialized (export hot path): `coco_file_name` of the key, and the key
+    itself as `coco_url` when it is a URL."""
+    name = coco_file_name(storage_key, image_root=image_root)
+    url = f',"coco_url":{_DUMPS(storage_key)}' if name != storage_key else ""
+    return f'{{"id":{image_id},"file_name":{_DUMPS(name)}{url},"width":{width},"height":{height}}}'
+
+
+def coco_file_name(storage_key: str, *, image_root: str | None) -> str:
+    """The `file_name` written for an image stored under `storage_key`.
+
+    A URL below `image_root` gives its key relative to the root (`s3://b/raw/` +
+    `s3://b/raw/a/1.jpg` -> `a/1.jpg`); any other URL gives the URL without its scheme and leading
+    slashes (`s3://b/other/x.jpg` -> `b/other/x.jpg`, `file:///data/x.jpg` -> `data/x.jpg`). A
+    stored key that is not a URL (e.g. from an import of bare names) is written unchanged.
+    """
+    if not is_url(storage_key):
+        return storage_key
+    if image_root is not None and (relative := key_under(image_root, storage_key)) is not None:
+        return relative
+    return storage_key.split("://", 1)[1].lstrip("/")
+
+
+def image_storage_key(image: Mapping[str, Any], *, image_root: str | None = None) -> str:
+    """The storage key a COCO `images` entry names, trying in order:
+
+    1. `file_name` written as a URL (exports made before `coco_url` was written);
+    2. `coco_url` when it is an `s3://` or `file://` URL (our exports; other tools write `""`
+       or, like the COCO release, an `http://` download link, which is not a storage key);
+    3. `file_name` joined to `image_root`, when given;
+    4. `file_name` unchanged (a bare key).
+
+    Raises:
+        FormatError: The entry has no non-empty string `file_name`.
+    """
+    file_name = image.get("file_name")
+    if not isinstance(file_name, str) or not file_name:
+        raise FormatError(f"expected a non-empty file_name in image {image.get('id')!r}")
+    if is_url(file_name):
+        return file_name
+    coco_url = image.get("coco_url")
+    if isinstance(coco_url, str) and is_url(coco_url) and coco_url.split("://")[0] in STORE_SCHEMES:
+        return coco_url
+    if image_root is not None:
+        return join_url(image_root, file_name.lstrip("/"))
+    return file_name
 
 
 def category_record(

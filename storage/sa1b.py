@@ -140,19 +140,25 @@ def record_to_json(record: Sa1bRecord) -> dict[str, Any]:
     img = record.image
     return {
         "image": {
-            "image_id": img.image_id, "width": img.width, "height": img.height,
+            "image_id": img.image_id,
+            "width": img.width,
+            "height": img.height,
             "file_name": img.file_name,
         },
         "annotations": [
             {
-                "id": a.id, "segmentation": dict(a.segmentation), "bbox": list(a.bbox_xywh_px),
-                "area": a.area, "predicted_iou": a.predicted_iou,
+                "id": a.id,
+                "segmentation": dict(a.segmentation),
+                "bbox": list(a.bbox_xywh_px),
+                "area": a.area,
+                "predicted_iou": a.predicted_iou,
                 "stability_score": a.stability_score,
-                "point_coords": [list(p) for p in a.point_coords], "crop_box": list(a.crop_box),
+                "point_coords": [list(p) for p in a.point_coords],
+                "crop_box": list(a.crop_box),
             }
             for a in record.annotations
         ],
-    }  # fmt: skip
+    }
 
 
 def _json_name(file_name: str) -> str:
@@ -300,18 +306,20 @@ def coco_to_sa1b(doc: Mapping[str, Any]) -> Iterator[Sa1bRecord]:
             ),
             annotations=tuple(
                 Sa1bAnnotation(
-                    id=int(a["id"]), segmentation=rle,
+                    id=int(a["id"]),
+                    segmentation=rle,
                     bbox_xywh_px=_box(a.get("bbox") or boxes[i].tolist(), "bbox"),
                     area=float(a.get("area", areas[i])),
                     predicted_iou=float(a.get("predicted_iou", 1.0)),
                     stability_score=float(a.get("stability_score", 1.0)),
                     point_coords=tuple((float(p[0]), float(p[1])) for p in a["point_coords"])
-                    if a.get("point_coords") else _interior_point(decode_rle(rle)),
+                    if a.get("point_coords")
+                    else _interior_point(decode_rle(rle)),
                     crop_box=_box(a.get("crop_box", [0, 0, width, height]), "crop_box"),
                 )
                 for i, (a, rle) in enumerate(zip(anns, rles, strict=True))
             ),
-        )  # fmt: skip
+        )
 
 
 def sa1b_to_coco(records: Iterable[Sa1bRecord], *, category_name: str = "object") -> dict[str, Any]:
@@ -339,15 +347,21 @@ def sa1b_to_coco(records: Iterable[Sa1bRecord], *, category_name: str = "object"
                 raise FormatError(f"expected unique SA-1B annotation ids >= 1, got {a.id}")
             seen.add(a.id)
             extra = {
-                "predicted_iou": a.predicted_iou, "stability_score": a.stability_score,
-                "point_coords": [list(p) for p in a.point_coords], "crop_box": list(a.crop_box),
-            }  # fmt: skip
+                "predicted_iou": a.predicted_iou,
+                "stability_score": a.stability_score,
+                "point_coords": [list(p) for p in a.point_coords],
+                "crop_box": list(a.crop_box),
+            }
             annotations.append(
                 annotation_record(
-                    annotation_id=a.id, image_id=img.image_id, category_id=1,
-                    bbox_xywh_px=a.bbox_xywh_px, area=a.area, segmentation=a.segmentation,
+                    annotation_id=a.id,
+                    image_id=img.image_id,
+                    category_id=1,
+                    bbox_xywh_px=a.bbox_xywh_px,
+                    area=a.area,
+                    segmentation=a.segmentation,
                     extra=extra,
                 )
-            )  # fmt: skip
+            )
     categories = [category_record(category_id=1, name=category_name)]
     return {"images": images, "annotations": annotations, "categories": categories}

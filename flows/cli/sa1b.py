@@ -28,7 +28,9 @@ def export_sa1b(
     output: str = typer.Option(..., help="Store URL (folder) for the shards."),
     run: int | None = typer.Option(None, help="Only this label run's annotations."),
     accepted_only: bool = typer.Option(
-        False, "--accepted-only", help="Only annotations a reviewer accepted."
+        False,
+        "--accepted-only",
+        help="Only annotations a reviewer accepted (`autolabel review mark --status accepted`).",
     ),
     images_per_shard: int = typer.Option(100, help="Images per tar shard."),
 ) -> None:

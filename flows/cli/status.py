@@ -24,7 +24,13 @@ def print_runs(settings: Settings, *, dataset: str | None, limit: int) -> None:
         table.add_column(column)
     for r in rows:
         table.add_row(
-            str(r.id), r.dataset, r.status, str(r.images_done), str(r.images_failed),
-            str(r.images_skipped), str(r.annotations), r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-        )  # fmt: skip
+            str(r.id),
+            r.dataset,
+            r.status,
+            str(r.images_done),
+            str(r.images_failed),
+            str(r.images_skipped),
+            str(r.annotations),
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
     Console().print(table)

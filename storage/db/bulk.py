@@ -12,14 +12,17 @@ Two paths, both idempotent through the unique key (image_id, work_key, instance_
 Measured rates are in bench/storage_throughput.py's output (ORM `add_all` is ~30x slower).
 """
 
-from collections.abc import Collection, Iterable, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any
 
 import psycopg
-from sqlalchemy import Integer, Table, bindparam, delete, exc, func, select, update
+from sqlalchemy import delete, exc, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from autolabel.storage.db.base import dialect_insert, id_in, utc_now
+from autolabel.storage.db.base import BINARY_COPY, dialect_insert, driver_connection, id_in
+from autolabel.storage.db.image_results import record_image_results
 from autolabel.storage.db.records import AnnotationIn, BatchWriteStats, ImageOutcome
 from autolabel.storage.db.tables import (
     Annotation,
@@ -35,28 +38,56 @@ from autolabel.storage.errors import ConflictError, TransientStorageError
 _CHUNK = 1000
 _ID_CHUNK = 10_000  # ids per lookup (one array parameter on PostgreSQL; SQLite allows 32,766)
 _STAGING = "annotations_staging"
-_COLUMNS = (
-    "dataset_id", "image_id", "category_id", "run_id", "work_key", "instance_index",
-    "bbox_x", "bbox_y", "bbox_w", "bbox_h", "area", "iscrowd", "seg_counts", "seg_height",
-    "seg_width", "score", "predicted_iou", "stability_score", "phrase", "model_version",
-)  # fmt: skip
-_STAGING_DDL = f"""
-CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (
-    dataset_id bigint, image_id bigint, category_id bigint, run_id bigint, work_key varchar(64),
-    instance_index integer, bbox_x double precision, bbox_y double precision,
-    bbox_w double precision, bbox_h double precision, area double precision, iscrowd boolean,
-    seg_counts text, seg_height integer, seg_width integer, score double precision,
-    predicted_iou double precision, stability_score double precision, phrase text,
-    model_version varchar(200)
-) ON COMMIT DELETE ROWS
-"""
+# The bulk-written columns, defined once: name and how a row's value is made from an
+# `AnnotationIn` (exact Python types: binary COPY has no coercion, so numpy scalars become
+# int/float here). The staging table's DDL and the binary COPY types come from the
+# `annotations` table's own column types.
+_RowSource = tuple[AnnotationIn, int, int | None, str]  # annotation, dataset id, run id, work key
+_COLUMN_VALUES: tuple[tuple[str, Callable[[_RowSource], Any]], ...] = (
+    ("dataset_id", lambda r: int(r[1])),
+    ("image_id", lambda r: int(r[0].image_id)),
+    ("category_id", lambda r: int(r[0].category_id)),
+    ("run_id", lambda r: None if r[2] is None else int(r[2])),
+    ("work_key", lambda r: r[3]),
+    ("instance_index", lambda r: int(r[0].instance_index)),
+    ("bbox_x", lambda r: float(r[0].bbox_xywh_px[0])),
+    ("bbox_y", lambda r: float(r[0].bbox_xywh_px[1])),
+    ("bbox_w", lambda r: float(r[0].bbox_xywh_px[2])),
+    ("bbox_h", lambda r: float(r[0].bbox_xywh_px[3])),
+    ("area", lambda r: float(r[0].area)),
+    ("iscrowd", lambda r: bool(r[0].iscrowd)),
+    ("seg_counts", lambda r: r[0].seg_counts),
+    ("seg_height", lambda r: int(r[0].seg_height)),
+    ("seg_width", lambda r: int(r[0].seg_width)),
+    ("score", lambda r: _opt_float(r[0].score)),
+    ("predicted_iou", lambda r: _opt_float(r[0].predicted_iou)),
+    ("stability_score", lambda r: _opt_float(r[0].stability_score)),
+    ("phrase", lambda r: r[0].phrase),
+    ("model_version", lambda r: r[0].model_version),
+)
+_COLUMNS = tuple(name for name, _ in _COLUMN_VALUES)
+_COPY_TYPE_BY_SQL = {
+    "BIGINT": "int8",
+    "INTEGER": "int4",
+    "FLOAT": "float8",
+    "BOOLEAN": "bool",
+    "TEXT": "text",
+    "VARCHAR": "text",
+}
+
+
+def _pg_type(column: str) -> str:
+    dialect: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return str(Annotation.__table__.c[column].type.compile(dialect=dialect))
+
+
+_COPY_TYPES = tuple(_COPY_TYPE_BY_SQL[_pg_type(c).split("(")[0]] for c in _COLUMNS)
+_STAGING_DDL = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} ("
+    + ", ".join(f"{c} {_pg_type(c)}" for c in _COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
+)
 _COLUMN_LIST = ", ".join(_COLUMNS)
-# Binary COPY: about 5x less client CPU than text COPY, and cheaper to parse on the server.
-_BINARY = "(FORMAT BINARY)"
-_COPY_TYPES = (
-    "int8", "int8", "int8", "int8", "text", "int4", "float8", "float8", "float8", "float8",
-    "float8", "bool", "text", "int4", "int4", "float8", "float8", "float8", "text", "text",
-)  # fmt: skip
 # Built from module constants only (no user input).
 _MOVE_SQL = (
     f"INSERT INTO annotations ({_COLUMN_LIST}, review_status) "  # noqa: S608
@@ -69,35 +100,23 @@ _CONCURRENT = (
 )
 
 
-def _opt_int(value: int | None) -> int | None:
-    return None if value is None else int(value)
-
-
 def _opt_float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
 def _row(ann: AnnotationIn, dataset_id: int, run_id: int | None, work_key: str) -> tuple[Any, ...]:
-    """One row in `_COLUMNS` order, with exact Python types (binary COPY has no coercion:
-    numpy scalars become int/float here)."""
-    x, y, w, h = ann.bbox_xywh_px
-    return (
-        int(dataset_id), int(ann.image_id), int(ann.category_id),
-        None if run_id is None else int(run_id), work_key, int(ann.instance_index),
-        float(x), float(y), float(w), float(h), float(ann.area), bool(ann.iscrowd),
-        ann.seg_counts, int(ann.seg_height), int(ann.seg_width), _opt_float(ann.score),
-        _opt_float(ann.predicted_iou), _opt_float(ann.stability_score), ann.phrase,
-        ann.model_version,
-    )  # fmt: skip
+    """One row in `_COLUMNS` order."""
+    source = (ann, dataset_id, run_id, work_key)
+    return tuple(value(source) for _, value in _COLUMN_VALUES)
 
 
 def _copy_insert(session: Session, rows: Sequence[tuple[Any, ...]], skip_existing: bool) -> int:
     """COPY rows in: through the staging table when conflicts must be skipped, else directly."""
-    raw = _driver_connection(session)
+    raw = driver_connection(session)
     with raw.cursor() as cur:
         try:
             if not skip_existing:
-                sql = f"COPY annotations ({_COLUMN_LIST}, review_status) FROM STDIN {_BINARY}"
+                sql = f"COPY annotations ({_COLUMN_LIST}, review_status) FROM STDIN {BINARY_COPY}"
                 with cur.copy(sql) as cp:
                     cp.set_types([*_COPY_TYPES, "text"])
                     unreviewed = (ReviewStatus.UNREVIEWED.value,)
@@ -106,7 +125,7 @@ def _copy_insert(session: Session, rows: Sequence[tuple[Any, ...]], skip_existin
                 return len(rows)
             cur.execute(_STAGING_DDL)
             cur.execute(f"TRUNCATE {_STAGING}")
-            with cur.copy(f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN {_BINARY}") as copy:
+            with cur.copy(f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN {BINARY_COPY}") as copy:
                 copy.set_types(_COPY_TYPES)
                 for row in rows:
                     copy.write_row(row)
@@ -216,111 +235,6 @@ def _check_references(
                 f"expected {label} ids of dataset {dataset_id}, got {len(missing)} unknown or "
                 f"foreign ones, e.g. {missing[:5]}"
             )
-
-
-_OUTCOMES = "image_outcomes_staging"
-_OUTCOMES_DDL = f"""
-CREATE TEMPORARY TABLE IF NOT EXISTS {_OUTCOMES} (
-    image_id bigint, etag varchar(200), status varchar(16), failure_reason text,
-    n_annotations integer, width integer, height integer
-) ON COMMIT DELETE ROWS
-"""
-_RESULTS_UPSERT = f"""
-INSERT INTO image_results
-    (image_id, work_key, etag, run_id, status, failure_reason, n_annotations, finished_at)
-SELECT image_id, %(work_key)s, etag, %(run_id)s, status, failure_reason, n_annotations, %(now)s
-FROM {_OUTCOMES}
-ON CONFLICT (image_id, work_key, etag) DO UPDATE SET
-    run_id = EXCLUDED.run_id, status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason,
-    n_annotations = EXCLUDED.n_annotations, finished_at = EXCLUDED.finished_at
-"""  # noqa: S608 - module constants only
-_MIRROR_STATUS = f"""
-UPDATE images AS i SET status = s.status, failure_reason = s.failure_reason,
-    width = COALESCE(s.width, i.width), height = COALESCE(s.height, i.height),
-    updated_at = %(now)s
-FROM {_OUTCOMES} AS s WHERE i.id = s.image_id AND i.etag = s.etag
-"""  # noqa: S608 - module constants only
-
-
-def record_image_results(
-    session: Session, *, run_id: int | None, work_key: str, outcomes: Sequence[ImageOutcome]
-) -> None:
-    """Upsert the idempotency rows of `outcomes` and mirror them into `images`.
-
-    Each image row gets the outcome's status, failure reason and decoded size, but only while its
-    etag still equals the processed etag (an image that changed meanwhile stays pending). On
-    PostgreSQL the outcomes go through COPY and two set-based statements; on SQLite through
-    executemany. For an image listed twice, the last outcome wins.
-    """
-    latest = list({(o.image_id, o.etag): o for o in outcomes}.values())
-    if not latest:
-        return
-    params = {"work_key": work_key, "run_id": run_id, "now": utc_now()}
-    if session.get_bind().dialect.name != "postgresql":
-        _record_results_sqlite(session, latest, params)
-        return
-    raw = _driver_connection(session)
-    with raw.cursor() as cur:
-        cur.execute(_OUTCOMES_DDL)
-        cur.execute(f"TRUNCATE {_OUTCOMES}")
-        with cur.copy(f"COPY {_OUTCOMES} FROM STDIN {_BINARY}") as copy:
-            copy.set_types(["int8", "text", "text", "text", "int4", "int4", "int4"])
-            for o in latest:
-                copy.write_row(
-                    (int(o.image_id), o.etag, o.status.value, o.failure_reason,
-                     len(o.annotations), _opt_int(o.width), _opt_int(o.height))
-                )  # fmt: skip
-        cur.execute(_RESULTS_UPSERT, params)
-        cur.execute(_MIRROR_STATUS, params)
-
-
-def _record_results_sqlite(
-    session: Session, outcomes: Sequence[ImageOutcome], params: dict[str, Any]
-) -> None:
-    rows = [
-        {
-            "image_id": o.image_id, "work_key": params["work_key"], "etag": o.etag,
-            "run_id": params["run_id"], "status": o.status.value,
-            "failure_reason": o.failure_reason, "n_annotations": len(o.annotations),
-            "finished_at": params["now"],
-        }
-        for o in outcomes
-    ]  # fmt: skip
-    ins = dialect_insert(session, ImageResult)
-    upsert = ins.on_conflict_do_update(
-        index_elements=["image_id", "work_key", "etag"],
-        set_={c: ins.excluded[c] for c in ("run_id", "status", "failure_reason", "n_annotations")}
-        | {"finished_at": ins.excluded.finished_at},
-    )
-    conn = session.connection()
-    conn.execute(upsert, rows)
-    table = cast(Table, Image.__table__)
-    mirror = (
-        update(table)
-        .where(table.c.id == bindparam("m_id"), table.c.etag == bindparam("m_etag"))
-        .values(
-            status=bindparam("m_status"),
-            failure_reason=bindparam("m_reason"),
-            width=func.coalesce(bindparam("m_width", type_=Integer), table.c.width),
-            height=func.coalesce(bindparam("m_height", type_=Integer), table.c.height),
-            updated_at=params["now"],
-        )
-    )
-    conn.execute(
-        mirror,
-        [
-            {"m_id": o.image_id, "m_etag": o.etag, "m_status": o.status.value,
-             "m_reason": o.failure_reason, "m_width": o.width, "m_height": o.height}
-            for o in outcomes
-        ],
-    )  # fmt: skip
-
-
-def _driver_connection(session: Session) -> Any:
-    raw = session.connection().connection.driver_connection
-    if raw is None:
-        raise RuntimeError("expected an open psycopg connection, got a closed one")
-    return raw
 
 
 def _done_before(

@@ -59,6 +59,47 @@ def find_dataset(session: Session, *, name: str) -> int | None:
     return session.execute(select(Dataset.id).where(Dataset.name == name)).scalar_one_or_none()
 
 
+def dataset_source_root(
+    session: Session, *, dataset_id: int, run_id: int | None = None
+) -> str | None:
+    """The store URL the dataset's images were labeled from: the `source` parameter of `run_id`,
+    or of the dataset's most recent label run that has one; None when no run names a source
+    (e.g. a dataset filled only by COCO imports)."""
+    stmt = select(LabelRun.parameters).where(LabelRun.dataset_id == dataset_id)
+    if run_id is not None:
+        stmt = stmt.where(LabelRun.id == run_id)
+    for (parameters,) in session.execute(stmt.order_by(LabelRun.id.desc())):
+        source = parameters.get("source") if isinstance(parameters, dict) else None
+        if isinstance(source, str) and source:
+            return source
+    return None
+
+
+def find_category(session: Session, *, dataset_id: int, name: str) -> int | None:
+    """Id of the dataset's category called `name`, or None."""
+    return session.execute(
+        select(Category.id).where(Category.dataset_id == dataset_id, Category.name == name)
+    ).scalar_one_or_none()
+
+
+def image_ids_by_key(
+    session: Session, *, dataset_id: int, storage_keys: Sequence[str]
+) -> dict[str, int]:
+    """storage_key -> id of the dataset's images among `storage_keys` (unknown ones absent)."""
+    keys = sorted(set(storage_keys))
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), _CHUNK):
+        found.update(
+            session.execute(
+                select(Image.storage_key, Image.id).where(
+                    Image.dataset_id == dataset_id,
+                    Image.storage_key.in_(keys[start : start + _CHUNK]),
+                )
+            ).all()
+        )
+    return found
+
+
 def image_refs(session: Session, *, image_ids: Sequence[int]) -> list[tuple[int, str, str]]:
     """(id, storage_key, etag) of the given images, in id order (missing ids are skipped)."""
     rows: list[tuple[int, str, str]] = []
@@ -159,14 +200,20 @@ def image_annotations(
     """Annotations of one image (of one run, when given), in instance order."""
     stmt = (
         select(
-            Category.name, Annotation.bbox_x, Annotation.bbox_y, Annotation.bbox_w,
-            Annotation.bbox_h, Annotation.seg_counts, Annotation.seg_height,
-            Annotation.seg_width, Annotation.score,
+            Category.name,
+            Annotation.bbox_x,
+            Annotation.bbox_y,
+            Annotation.bbox_w,
+            Annotation.bbox_h,
+            Annotation.seg_counts,
+            Annotation.seg_height,
+            Annotation.seg_width,
+            Annotation.score,
         )
         .join(Category, Category.id == Annotation.category_id)
         .where(Annotation.image_id == image_id)
         .order_by(Annotation.id)
-    )  # fmt: skip
+    )
     if run_id is not None:
         stmt = stmt.where(Annotation.run_id == run_id)
     return [
@@ -209,15 +256,28 @@ def iter_images_with_annotations(
     Rejected annotations are always left out; with `accepted_only`, only reviewer-accepted ones
     are kept. Memory holds one page of images at a time.
     """
-    stmt = select(
-        Annotation.image_id, Image.storage_key, Annotation.id, Annotation.bbox_x,
-        Annotation.bbox_y, Annotation.bbox_w, Annotation.bbox_h, Annotation.area,
-        Annotation.seg_counts, Annotation.seg_height, Annotation.seg_width,
-        Annotation.predicted_iou, Annotation.stability_score,
-    ).join(Image, Image.id == Annotation.image_id).where(
-        Annotation.dataset_id == dataset_id,
-        Annotation.review_status != ReviewStatus.REJECTED,
-    )  # fmt: skip
+    stmt = (
+        select(
+            Annotation.image_id,
+            Image.storage_key,
+            Annotation.id,
+            Annotation.bbox_x,
+            Annotation.bbox_y,
+            Annotation.bbox_w,
+            Annotation.bbox_h,
+            Annotation.area,
+            Annotation.seg_counts,
+            Annotation.seg_height,
+            Annotation.seg_width,
+            Annotation.predicted_iou,
+            Annotation.stability_score,
+        )
+        .join(Image, Image.id == Annotation.image_id)
+        .where(
+            Annotation.dataset_id == dataset_id,
+            Annotation.review_status != ReviewStatus.REJECTED,
+        )
+    )
     if run_id is not None:
         stmt = stmt.where(Annotation.run_id == run_id)
     if accepted_only:

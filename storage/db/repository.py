@@ -302,3 +302,48 @@ def set_review_status(
         )
         changed += int(result.rowcount)  # type: ignore[attr-defined]
     return changed
+
+
+def mark_review_status(
+    session: Session,
+    *,
+    dataset_id: int,
+    status: ReviewStatus,
+    run_id: int | None = None,
+    category_id: int | None = None,
+    min_score: float | None = None,
+    max_score: float | None = None,
+    image_ids: Sequence[int] | None = None,
+) -> int:
+    """Set the review status of the dataset's annotations that match every given condition.
+
+    Args:
+        session: Caller's session.
+        dataset_id: The dataset.
+        status: The decision recorded.
+        run_id: Only annotations of this label run.
+        category_id: Only annotations of this category.
+        min_score: Only annotations with a detector score of at least this (unscored: excluded).
+        max_score: Only annotations with a detector score below this (unscored: excluded).
+        image_ids: Only annotations of these images.
+
+    Returns:
+        Number of annotations matched (their status set, whether or not it changed).
+    """
+    conditions = [Annotation.dataset_id == dataset_id]
+    if run_id is not None:
+        conditions.append(Annotation.run_id == run_id)
+    if category_id is not None:
+        conditions.append(Annotation.category_id == category_id)
+    if min_score is not None:
+        conditions.append(Annotation.score >= min_score)
+    if max_score is not None:
+        conditions.append(Annotation.score < max_score)
+    stmt = update(Annotation).values(review_status=status)
+    if image_ids is None:
+        return int(session.execute(stmt.where(*conditions)).rowcount)  # type: ignore[attr-defined]
+    ids, changed = sorted(set(image_ids)), 0
+    for start in range(0, len(ids), _CHUNK):
+        chunk = Annotation.image_id.in_(ids[start : start + _CHUNK])
+        changed += int(session.execute(stmt.where(*conditions, chunk)).rowcount)  # type: ignore[attr-defined]
+    return changed

@@ -1,0 +1,1 @@
+"""Exports: a dataset as COCO JSON with overlays, or as SA-1B shards for retraining."""

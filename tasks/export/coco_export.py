@@ -1,4 +1,11 @@
-"""Export a dataset (or run) as COCO JSON, with PNG overlays of a few images beside it."""
+"""Export a dataset (or run) as COCO JSON, with PNG overlays of a few images beside it.
+
+Images are named for review tools (CVAT, FiftyOne, Label Studio): `file_name` is relative to the
+image root (`ExportRequest.image_root`, by default the dataset's source: the `source` of the
+exported run, or of the dataset's most recent label run), an image stored elsewhere is named by
+its URL without the scheme (`bucket/other/x.jpg`), and `coco_url` always holds the full storage
+URL (`s3://bucket/raw/a.jpg`), which `import_coco` reads back.
+"""
 
 from pathlib import Path
 from posixpath import splitext
@@ -7,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from autolabel.storage.db import queries
-from autolabel.storage.db.coco_io import ExportFilter, export_coco
+from autolabel.storage.db.coco_export import ExportFilter, write_coco_json
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.errors import ObjectNotFoundError, StorageConfigError
 from autolabel.storage.images import decode_image
@@ -28,6 +35,11 @@ class ExportRequest(BaseModel):
     run_id: int | None = Field(None, description="Only this label run's annotations.")
     segmentation: Literal["rle", "polygon"] = "rle"
     overlays: int = Field(8, ge=0, le=1000, description="Images rendered as PNG overlays.")
+    image_root: str | None = Field(
+        None,
+        description="Store URL the COCO file_names are relative to (default: the dataset's "
+        "source, from its label runs).",
+    )
 
 
 class ExportResult(BaseModel):
@@ -96,12 +108,13 @@ def export_dataset(request: ExportRequest, resources: Resources) -> ExportResult
         dataset_id = queries.find_dataset(session, name=request.dataset)
         if dataset_id is None:
             raise StorageConfigError(f"expected an existing dataset, got {request.dataset!r}")
-        stats = export_coco(
+        stats = write_coco_json(
             session,
             dataset_id=dataset_id,
             destination=_destination(request.output, resources),
             flt=ExportFilter(run_id=request.run_id),
             segmentation=request.segmentation,
+            image_root=request.image_root,
         )
     overlays = _write_overlays(request, dataset_id, resources) if request.overlays else []
     return ExportResult(

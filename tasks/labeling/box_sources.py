@@ -3,16 +3,14 @@
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from autolabel.models.detection import Detections, Detector
 from autolabel.models.prompts import PromptSet
-from autolabel.storage.coco import read_coco
+from autolabel.storage.coco import image_storage_key, read_coco
 from autolabel.storage.errors import FormatError
-from autolabel.storage.urls import is_url, join_url
 from autolabel.tasks.labeling.job import LabelJob
 from autolabel.tasks.labeling.shard import BoxSource, ImageRef, resolve_image
 from autolabel.tasks.resources import Resources
@@ -52,7 +50,9 @@ class CocoBoxes(BoxSource):
         try:
             doc = read_coco(json.loads(coco_json), name=source_name)
             names = {int(c["id"]): str(c["name"]) for c in doc["categories"]}
-            urls = {int(im["id"]): _image_url(im, source_root) for im in doc["images"]}
+            urls = {
+                int(im["id"]): image_storage_key(im, image_root=source_root) for im in doc["images"]
+            }
             by_url: dict[str, list[_Box]] = {url: [] for url in urls.values()}
             for ann in doc["annotations"]:
                 x, y, w, h = (float(v) for v in ann["bbox"])
@@ -92,14 +92,6 @@ class CocoBoxes(BoxSource):
             token_scores=tuple(np.zeros(0, np.float32) for _ in kept),
             duplicate_of=np.full(len(kept), -1, np.int64),
         )
-
-
-def _image_url(image: dict[str, Any], source_root: str) -> str:
-    url = image.get("coco_url")
-    if isinstance(url, str) and is_url(url):
-        return url
-    file_name = str(image["file_name"])
-    return file_name if is_url(file_name) else join_url(source_root, file_name.lstrip("/"))
 
 
 def box_source_for(job: LabelJob, resources: Resources) -> BoxSource:

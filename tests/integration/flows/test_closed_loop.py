@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
+from autolabel.flows.cli import main
 from autolabel.flows.label_dataset import autolabel_dataset
 from autolabel.flows.sa1b import Sa1bExportRequest, export_sa1b_shards
 from autolabel.storage.sa1b import read_shard
@@ -57,6 +58,64 @@ def test_accepted_annotations_become_sa1b_shards(flow_env: FlowEnv, tmp_path: Pa
     samples = list(read_shard(local))
     assert sum(len(s.record.annotations) for s in samples) == 2
     assert all(s.image_bytes for s in samples)
+
+
+def _autolabel(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run `autolabel ARGS` in this process; returns (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_review_mark_chooses_what_export_sa1b_accepts(
+    flow_env: FlowEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_good_images(tmp_path / "imgs", 4, np.random.default_rng(11), max_side=120)
+    flow_env.upload_folder(tmp_path / "imgs", "images/")
+    summary = autolabel_dataset(make_job(flow_env, "reviewed"))
+    engine = create_engine(flow_env.database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT a.id, i.storage_key FROM annotations a JOIN images i ON i.id = a.image_id "
+                "JOIN datasets d ON d.id = a.dataset_id WHERE d.name = 'reviewed' ORDER BY a.id"
+            )
+        ).all()
+    engine.dispose()
+    assert len(rows) == summary.annotations > 2
+    first, last = rows[0][1], rows[-1][1]
+    expected = {aid for aid, key in rows if key in (first, last)}
+    assert len(expected) < len(rows)
+    mark = ["review", "mark", "--dataset", "reviewed", "--status"]
+    code, out, err = _autolabel([*mark, "accepted", "--image", first, "--image", last], capsys)
+    assert code == 0, err
+    assert f"marked {len(expected)} annotations" in out
+    output = f"s3://{flow_env.bucket}/sa1b/reviewed"
+    accepted = export_sa1b_shards(
+        Sa1bExportRequest(dataset="reviewed", output=output, accepted_only=True)
+    )
+    assert accepted.annotations == len(expected)
+    local = tmp_path / "shard.tar"
+    flow_env.s3().download_file(flow_env.bucket, "sa1b/reviewed/sa_000000.tar", str(local))
+    exported = {a.id for s in read_shard(local) for a in s.record.annotations}
+    assert exported == expected
+    bad = {
+        ("--dataset", "nope", "--status", "accepted"): "dataset",
+        ("--dataset", "reviewed", "--status", "maybe"): "status",
+        ("--dataset", "reviewed", "--status", "accepted", "--category", "tree"): "category",
+        ("--dataset", "reviewed", "--status", "accepted", "--image", "s3://b/x.jpg"): "image",
+    }
+    for args, word in bad.items():
+        code, _, err = _autolabel(["review", "mark", *args], capsys)
+        assert code == 2, err
+        assert err.startswith("autolabel: error: ")
+        assert word in err
+        assert err.count("\n") == 1
 
 
 @pytest.mark.timeout(600)

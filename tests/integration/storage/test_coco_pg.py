@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from autolabel.storage.config import S3Config
-from autolabel.storage.db.coco_io import export_coco, import_coco, write_coco
+from autolabel.storage.db.coco_export import write_coco, write_coco_json
+from autolabel.storage.db.coco_import import import_coco
 from autolabel.storage.db.tables import Annotation
 from autolabel.storage.objectstore import open_store
 from autolabel.storage.sa1b import read_shard, write_shard
@@ -26,7 +27,7 @@ def test_export_to_s3_loads_and_scores_perfectly(
     store = open_store(
         f"s3://{s3_bucket}/exports", s3=S3Config(endpoint_url=s3_env, region="us-east-1")
     )
-    stats = export_coco(session, dataset_id=dataset_id, destination=(store, "ds/coco.json"))
+    stats = write_coco_json(session, dataset_id=dataset_id, destination=(store, "ds/coco.json"))
     assert stats.n_annotations == 21
     local = tmp_path / "coco.json"
     local.write_bytes(store.get("ds/coco.json"))
@@ -50,7 +51,7 @@ def test_streamed_export_matches_across_fetch_sizes(session: Session, tmp_path: 
 def test_import_roundtrip_on_postgres(session: Session, tmp_path: Path) -> None:
     dataset_id, _run = populate(session, n_images=4, seed=5)
     exported = tmp_path / "e.json"
-    export_coco(session, dataset_id=dataset_id, destination=exported)
+    write_coco_json(session, dataset_id=dataset_id, destination=exported)
     first = import_coco(session, dataset_name="pg-copy", coco=exported, source="e")
     second = import_coco(session, dataset_name="pg-copy", coco=exported, source="e")
     assert first.n_annotations_inserted == 10
@@ -58,7 +59,7 @@ def test_import_roundtrip_on_postgres(session: Session, tmp_path: Path) -> None:
     count = select(func.count()).where(Annotation.dataset_id == first.dataset_id)
     assert session.execute(count).scalar_one() == 10
     again = tmp_path / "again.json"
-    export_coco(session, dataset_id=first.dataset_id, destination=again)
+    write_coco_json(session, dataset_id=first.dataset_id, destination=again)
     assert evaluate_against_itself(again, "segm") == pytest.approx(1.0)
 
 

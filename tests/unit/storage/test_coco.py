@@ -2,6 +2,7 @@
 
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from autolabel.storage.coco import CocoJsonWriter, read_coco
 from autolabel.storage.db.bulk import write_image_batch
-from autolabel.storage.db.coco_io import ExportFilter, export_coco, import_coco
+from autolabel.storage.db.coco_export import ExportFilter, write_coco_json
+from autolabel.storage.db.coco_import import import_coco
 from autolabel.storage.db.records import AnnotationIn, ImageIn, ImageOutcome
 from autolabel.storage.db.repository import (
     create_label_run,
@@ -23,7 +25,7 @@ from autolabel.storage.db.repository import (
     register_images,
     set_review_status,
 )
-from autolabel.storage.db.tables import Annotation, ResultStatus, ReviewStatus
+from autolabel.storage.db.tables import Annotation, Image, ResultStatus, ReviewStatus
 from autolabel.storage.errors import FormatError
 from autolabel.storage.rle import decode_rle, encode_masks, rle_areas, rle_bboxes
 
@@ -43,19 +45,27 @@ def _random_masks(rng: np.random.Generator, n: int) -> np.ndarray:
     return stack
 
 
-def populate(session: Session, *, n_images: int = 4, seed: int = 0) -> tuple[int, int]:
-    """A dataset with `n_images` labeled images; returns (dataset_id, run_id)."""
+def populate(
+    session: Session,
+    *,
+    n_images: int = 4,
+    seed: int = 0,
+    keys: Sequence[str] | None = None,
+    source: str | None = None,
+) -> tuple[int, int]:
+    """A dataset with `n_images` labeled images (stored under `keys`, default `a/{i}.jpg`),
+    labeled by a run whose parameters name `source`; returns (dataset_id, run_id)."""
     rng = np.random.default_rng(seed)
     dataset_id = get_or_create_dataset(session, name=f"ds{seed}")
     cats = ensure_categories(session, dataset_id=dataset_id, names={"cat": "animal", "dog": None})
+    keys = keys or [f"a/{i}.jpg" for i in range(n_images)]
     ids = register_images(
         session,
         dataset_id=dataset_id,
-        images=[
-            ImageIn(storage_key=f"a/{i}.jpg", etag="e", width=W, height=H) for i in range(n_images)
-        ],
+        images=[ImageIn(storage_key=k, etag="e", width=W, height=H) for k in keys],
     )
-    run = create_label_run(session, dataset_id=dataset_id, work_key=WORK_KEY, parameters={})
+    parameters = {} if source is None else {"source": source}
+    run = create_label_run(session, dataset_id=dataset_id, work_key=WORK_KEY, parameters=parameters)
     outcomes = []
     for n, image_id in enumerate(sorted(ids.values())):
         rles = encode_masks(_random_masks(rng, n + 1))
@@ -108,7 +118,7 @@ def test_rle_export_loads_in_pycocotools_and_scores_perfectly(
 ) -> None:
     dataset_id, _run = populate(session)
     out = tmp_path / "out" / "coco.json"
-    stats = export_coco(session, dataset_id=dataset_id, destination=out)
+    stats = write_coco_json(session, dataset_id=dataset_id, destination=out)
     assert (stats.n_images, stats.n_annotations, stats.n_categories) == (4, 10, 2)
     coco = COCO(str(out))
     assert len(coco.getAnnIds()) == 10
@@ -128,7 +138,7 @@ def test_polygon_export_loads_and_falls_back_to_rle_for_tiny_masks(
 ) -> None:
     dataset_id, _run = populate(session)
     out = tmp_path / "poly.json"
-    export_coco(session, dataset_id=dataset_id, destination=out, segmentation="polygon")
+    write_coco_json(session, dataset_id=dataset_id, destination=out, segmentation="polygon")
     coco = COCO(str(out))
     kinds = {type(a["segmentation"]).__name__ for a in coco.dataset["annotations"]}
     assert kinds == {"list", "dict"}
@@ -142,13 +152,17 @@ def test_export_filters_by_score_and_run(session: Session, tmp_path: Path) -> No
     dataset_id, _run = populate(session)
     other_dataset, other_run = populate(session, seed=1)
     out = tmp_path / "f.json"
-    export_coco(session, dataset_id=dataset_id, destination=out, flt=ExportFilter(min_score=0.35))
+    write_coco_json(
+        session, dataset_id=dataset_id, destination=out, flt=ExportFilter(min_score=0.35)
+    )
     scores = [a["score"] for a in json.loads(out.read_text())["annotations"]]
     assert scores
     assert min(scores) >= 0.35
-    export_coco(session, dataset_id=dataset_id, destination=out, flt=ExportFilter(run_id=other_run))
+    write_coco_json(
+        session, dataset_id=dataset_id, destination=out, flt=ExportFilter(run_id=other_run)
+    )
     assert json.loads(out.read_text())["annotations"] == []
-    export_coco(
+    write_coco_json(
         session, dataset_id=other_dataset, destination=out, flt=ExportFilter(run_id=other_run)
     )
     assert len(json.loads(out.read_text())["annotations"]) == 10
@@ -160,10 +174,10 @@ def test_rejected_annotations_are_left_out_unless_asked(session: Session, tmp_pa
     assert set_review_status(session, annotation_ids=ids[:3], status=ReviewStatus.REJECTED) == 3
     set_review_status(session, annotation_ids=ids[3:4], status=ReviewStatus.ACCEPTED)
     out = tmp_path / "r.json"
-    export_coco(session, dataset_id=dataset_id, destination=out)
+    write_coco_json(session, dataset_id=dataset_id, destination=out)
     kept = {a["id"] for a in json.loads(out.read_text())["annotations"]}
     assert kept == set(ids[3:])
-    export_coco(
+    write_coco_json(
         session, dataset_id=dataset_id, destination=out, flt=ExportFilter(include_rejected=True)
     )
     assert len(json.loads(out.read_text())["annotations"]) == len(ids)
@@ -172,7 +186,7 @@ def test_rejected_annotations_are_left_out_unless_asked(session: Session, tmp_pa
 def test_import_roundtrip_is_idempotent(session: Session, tmp_path: Path) -> None:
     dataset_id, _run = populate(session)
     first = tmp_path / "first.json"
-    export_coco(session, dataset_id=dataset_id, destination=first)
+    write_coco_json(session, dataset_id=dataset_id, destination=first)
     stats = import_coco(session, dataset_name="copy", coco=first, source="first")
     assert stats.n_annotations_inserted == 10
     again = import_coco(session, dataset_name="copy", coco=first, source="first")
@@ -180,7 +194,7 @@ def test_import_roundtrip_is_idempotent(session: Session, tmp_path: Path) -> Non
     count = select(func.count()).where(Annotation.dataset_id == stats.dataset_id)
     assert session.execute(count).scalar_one() == 10
     second = tmp_path / "second.json"
-    export_coco(session, dataset_id=stats.dataset_id, destination=second)
+    write_coco_json(session, dataset_id=stats.dataset_id, destination=second)
     a, b = json.loads(first.read_text()), json.loads(second.read_text())
 
     def by_key(doc: dict[str, Any]) -> dict[tuple[str, int], tuple[Any, ...]]:
@@ -192,6 +206,70 @@ def test_import_roundtrip_is_idempotent(session: Session, tmp_path: Path) -> Non
         }
 
     assert by_key(a) == by_key(b)
+
+
+URL_KEYS = [
+    "s3://bucket/raw/a/0.jpg",
+    "s3://bucket/raw/a/1.jpg",
+    "s3://bucket/raw/b.jpg",
+    "s3://bucket/other/x.jpg",
+]
+
+
+def test_export_names_images_relative_to_the_dataset_source(
+    session: Session, tmp_path: Path
+) -> None:
+    dataset_id, _run = populate(session, keys=URL_KEYS, source="s3://bucket/raw/")
+    out = tmp_path / "named.json"
+    write_coco_json(session, dataset_id=dataset_id, destination=out)
+    coco = COCO(str(out))
+    assert len(coco.getAnnIds()) == 10
+    images = sorted(coco.dataset["images"], key=lambda im: im["id"])
+    assert [im["file_name"] for im in images] == [
+        "a/0.jpg",
+        "a/1.jpg",
+        "b.jpg",
+        "bucket/other/x.jpg",
+    ]
+    assert [im["coco_url"] for im in images] == URL_KEYS
+    write_coco_json(session, dataset_id=dataset_id, destination=out, image_root="s3://bucket")
+    names = [im["file_name"] for im in json.loads(out.read_text())["images"]]
+    assert names == ["raw/a/0.jpg", "raw/a/1.jpg", "raw/b.jpg", "other/x.jpg"]
+
+
+def _stored(session: Session, dataset_id: int) -> list[tuple[str, int]]:
+    """(storage key, number of annotations) of the dataset's images, by key."""
+    rows = session.execute(
+        select(Image.storage_key, func.count(Annotation.id))
+        .outerjoin(Annotation, Annotation.image_id == Image.id)
+        .where(Image.dataset_id == dataset_id)
+        .group_by(Image.storage_key)
+        .order_by(Image.storage_key)
+    )
+    return [(key, n) for key, n in rows]
+
+
+def test_import_maps_relative_names_back_to_storage_urls(session: Session, tmp_path: Path) -> None:
+    dataset_id, _run = populate(session, keys=URL_KEYS, source="s3://bucket/raw/")
+    original = _stored(session, dataset_id)
+    out = tmp_path / "named.json"
+    write_coco_json(session, dataset_id=dataset_id, destination=out)
+    doc = json.loads(out.read_text())
+    copy = import_coco(session, dataset_name="copy", coco=out, source="named")
+    assert _stored(session, copy.dataset_id) == original  # every annotation once, same keys
+    legacy = dict(doc, images=[dict(im, file_name=im["coco_url"]) for im in doc["images"]])
+    del legacy["images"][0]["coco_url"]
+    old = import_coco(session, dataset_name="old", coco=legacy, source="legacy")
+    assert _stored(session, old.dataset_id) == original
+    under_root = [im for im in doc["images"] if not im["file_name"].startswith("bucket/")]
+    bare = dict(doc, images=[{k: v for k, v in im.items() if k != "coco_url"} for im in under_root])
+    rooted = import_coco(
+        session, dataset_name="rooted", coco=bare, source="bare", image_root="s3://bucket/raw/"
+    )
+    assert _stored(session, rooted.dataset_id) == original[1:]  # x.jpg (sorted first) left out
+    before = session.execute(select(func.count(Image.id))).scalar_one()
+    import_coco(session, dataset_name="ds0", coco=out, source="back")
+    assert session.execute(select(func.count(Image.id))).scalar_one() == before
 
 
 def test_import_polygons_uncompressed_rle_and_crowd(session: Session, tmp_path: Path) -> None:
@@ -208,7 +286,7 @@ def test_import_polygons_uncompressed_rle_and_crowd(session: Session, tmp_path: 
     stats = import_coco(session, dataset_name="gt", coco=doc, source="gt")
     assert stats.n_annotations_inserted == 2
     out = tmp_path / "gt.json"
-    export_coco(session, dataset_id=stats.dataset_id, destination=out)
+    write_coco_json(session, dataset_id=stats.dataset_id, destination=out)
     coco = COCO(str(out))
     anns = sorted(coco.dataset["annotations"], key=lambda a: a["iscrowd"])
     assert anns[0]["area"] == 20.0

@@ -54,6 +54,12 @@ def known_weight_files() -> list[tuple[str, WeightFile]]:
     return [(name, spec.weights) for name, spec in specs if spec.weights is not None]
 
 
+def inference_device(settings: Settings, override: str | None = None) -> str:
+    """The device models run on: `override` (a CLI option) or the configured one, with `auto`
+    resolved to `cuda` when available, else `cpu`."""
+    return resolve_device(override or settings.models.device)
+
+
 def resource_config(settings: Settings, *, device_limit: str | None = None) -> ResourceConfig:
     """What the process's `Resources` are built from."""
     return ResourceConfig(
@@ -150,7 +156,7 @@ def ensure_device_limit(settings: Settings) -> str:
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-    name = device_limit_name(resolve_device(settings.models.device))
+    name = device_limit_name(inference_device(settings))
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(name)

@@ -1,6 +1,7 @@
 """Flow `retrain-sam`: new SA-1B data -> fine-tuned EfficientViT-SAM, promoted only if better.
 
     starting point (production version, else released weights) -> fine-tune on `data`
+    (checkpointed to, and resumed from, `<storage_url>/training/<key>/`)
     -> evaluate candidate and starting point on `holdout` -> register the candidate (weights in
     the model store, sha256, metrics) -> promote it when it beats production by `margin`
 
@@ -42,7 +43,8 @@ def _report(result: RetrainResult) -> str:
             values = " | ".join(f"{score.metrics[k]:.4f}" for k in sorted(score.metrics))
             rows.append(f"| {score.name} | {values} |")
     verdict = "promoted" if result.promoted else "not promoted"
-    return "\n".join([f"# Retraining: {verdict}", "", result.reason, "", *rows])
+    training = f"Training: `{result.training_url}` (resumed at step {result.resumed_from_step})"
+    return "\n".join([f"# Retraining: {verdict}", "", result.reason, "", training, "", *rows])
 
 
 @flow(name="retrain-sam", validate_parameters=True)
@@ -56,7 +58,13 @@ def _retrain(request: RetrainRequest) -> RetrainResult:
     logger = get_run_logger()
     start_name, start_weights = starting_point(request)
     with tempfile.TemporaryDirectory(prefix="autolabel-train-") as work_dir:
-        trained = train_candidate(request, start_weights, work_dir)
+        trained = train_candidate(request, (start_name, start_weights), work_dir)
+        logger.info(
+            "training %s: %d of %d steps found done",
+            trained["training_url"],
+            trained["resumed_from_step"],
+            request.max_steps,
+        )
         candidate_metrics = evaluate_weights(request, str(trained["weights"]))
         baseline_metrics = evaluate_weights(request, start_weights)
         name, uri = register_candidate(request, trained, candidate_metrics)
@@ -78,6 +86,8 @@ def _retrain(request: RetrainRequest) -> RetrainResult:
         weights_uri=uri,
         sha256=str(trained["sha256"]),
         final_loss=float(final_loss) if isinstance(final_loss, int | float) else None,
+        training_url=str(trained["training_url"]),
+        resumed_from_step=int(str(trained["resumed_from_step"])),
     )
     logger.info("candidate %s: %s", name, reason)
     create_markdown_artifact(_report(result), key="retrain-sam-result")

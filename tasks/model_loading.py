@@ -19,17 +19,14 @@ from autolabel.models.detection import DetectionConfig
 from autolabel.models.efficientvit_sam.optimize import prepare_for_inference
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import ChecksumMismatchError, UnknownModelError
-from autolabel.models.grounding_dino.checkpoint import build_model as build_detector_model
-from autolabel.models.grounding_dino.checkpoint import load_model as load_detector_model
-from autolabel.models.grounding_dino.config import get_spec as get_detector_spec
-from autolabel.models.grounding_dino.detector import GroundingDinoDetector, RuntimeOptions
+from autolabel.models.grounding_dino.detector import GroundingDinoDetector, InferenceOptions
 from autolabel.models.grounding_dino.text import load_tokenizer
-from autolabel.models.registry import build_model, get_spec
-from autolabel.models.weights import WeightFile, sha256_of
+from autolabel.models.registry import create_model, get_spec
+from autolabel.models.weight_files import WeightFile, sha256_of
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.model_versions import get_model_version, get_production_model
 from autolabel.storage.db.records import ModelVersionInfo
-from autolabel.storage.weights import ensure_weights
+from autolabel.storage.weight_download import ensure_weights
 from autolabel.tasks.resources import Resources
 
 RANDOM = "random"
@@ -82,12 +79,17 @@ def resolve_segmenter(name: str, resources: Resources, *, random_weights: bool) 
     """Resolve `name`: a released model ("efficientvit-sam-l0"), a registered version name, or
     "<variant>@production" (the variant's production version)."""
     if random_weights:
-        get_spec(name)  # unknown names fail here, listing the known ones
+        get_spec(name, family="segmenter")  # unknown names fail here, listing the known ones
         return SegmenterWeights(name, None, None, f"{name}@{RANDOM}")
     try:
-        spec = get_spec(name)
+        spec = get_spec(name, family="segmenter")
     except UnknownModelError:
         return _registered(name, resources)
+    if spec.weights is None:
+        raise UnknownModelError(
+            f"expected a segmenter with released weights, got {name!r} (test configuration); "
+            "use it with --random-weights"
+        )
     config = resources.config
     path = ensure_weights(spec.weights, config.weights_dir, download=config.download_weights)
     digest = spec.weights.sha256 or sha256_of(path)
@@ -131,10 +133,15 @@ def load_segmenter(name: str, resources: Resources, *, random_weights: bool) -> 
     weights = resolve_segmenter(name, resources, random_weights=random_weights)
     device = resources.device
     if weights.path is None:
-        model = build_model(weights.spec_name)
+        model = create_model(weights.spec_name, family="segmenter")
         seeded_random_weights(model, name)
     else:
-        model = build_model(weights.spec_name, weights.path, expected_sha256=weights.sha256)
+        model = create_model(
+            weights.spec_name,
+            family="segmenter",
+            checkpoint_path=weights.path,
+            expected_sha256=weights.sha256,
+        )
     dtype = "fp16" if device.startswith("cuda") else "fp32"
     return prepare_for_inference(model, device=device, dtype=dtype)
 
@@ -164,13 +171,13 @@ def detector_version(name: str, resources: Resources, *, random_weights: bool) -
 
 
 def _detector_weights(name: str) -> WeightFile:
-    spec = get_detector_spec(name)
-    if spec.original_weights is None:
+    spec = get_spec(name, family="detector")
+    if spec.weights is None:
         raise UnknownModelError(
             f"expected a detector with released weights, got {name!r} (test configuration); "
             "use it with --random-weights"
         )
-    return spec.original_weights
+    return spec.weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +186,7 @@ class DetectorParts:
 
     model: GroundingDinoForObjectDetection
     tokenizer: BertTokenizer
-    options: RuntimeOptions
+    options: InferenceOptions
 
     def with_config(self, config: DetectionConfig) -> GroundingDinoDetector:
         return GroundingDinoDetector(self.model, self.tokenizer, config, self.options)
@@ -187,17 +194,19 @@ class DetectorParts:
 
 def load_detector_parts(name: str, resources: Resources, *, random_weights: bool) -> DetectorParts:
     """The detector `name` with its weights (or seeded random ones) and the tokenizer files."""
-    spec = get_detector_spec(name)
+    spec = get_spec(name, family="detector")
     config = resources.config
-    options = RuntimeOptions(
+    options = InferenceOptions(
         device=resources.device, min_size=spec.min_size, max_size=spec.max_size
     )
     tokenizer = load_tokenizer(tokenizer_dir(config.weights_dir))
     if random_weights:
-        model = build_detector_model(spec.build_config())
+        model = create_model(name, family="detector")
         seeded_random_weights(model, name)
     else:
         weights = _detector_weights(name)
         path = ensure_weights(weights, config.weights_dir, download=config.download_weights)
-        model = load_detector_model(spec.build_config(), path, sha256=weights.sha256)
+        model = create_model(
+            name, family="detector", checkpoint_path=path, expected_sha256=weights.sha256
+        )
     return DetectorParts(model, tokenizer, options)

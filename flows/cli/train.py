@@ -12,11 +12,12 @@ from pathlib import Path
 
 import typer
 
-from autolabel.flows.resources import s3_config
+from autolabel.flows.resources import inference_device, s3_config
 from autolabel.flows.settings import load_settings
-from autolabel.tasks.resources import resolve_device
+from autolabel.tasks.training.distributed import shutdown_distributed
 from autolabel.tasks.training.evaluate import EvalRequest, evaluate_model
-from autolabel.tasks.training.trainer import TrainConfig, run_training, shutdown_distributed
+from autolabel.tasks.training.train_config import TrainConfig
+from autolabel.tasks.training.trainer import run_training
 
 
 def train(
@@ -43,12 +44,25 @@ def train(
     """Fine-tune EfficientViT-SAM on SA-1B-format data (resumes from OUTPUT when possible)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = TrainConfig(
-        data=data, model_name=model, output=output, max_steps=max_steps, checkpoint=checkpoint,
-        images_per_batch=images_per_batch, grad_accum=grad_accum, lr=lr, max_masks=max_masks,
-        checkpoint_every=checkpoint_every, num_workers=num_workers, seed=seed, device=device,
-        single_weight=single_weight, freeze_bn=freeze_bn, distill_teacher=teacher,
-        teacher_cache=teacher_cache, s3=s3_config(load_settings()),
-    )  # fmt: skip
+        data=data,
+        model_name=model,
+        output=output,
+        max_steps=max_steps,
+        checkpoint=checkpoint,
+        images_per_batch=images_per_batch,
+        grad_accum=grad_accum,
+        lr=lr,
+        max_masks=max_masks,
+        checkpoint_every=checkpoint_every,
+        num_workers=num_workers,
+        seed=seed,
+        device=device,
+        single_weight=single_weight,
+        freeze_bn=freeze_bn,
+        distill_teacher=teacher,
+        teacher_cache=teacher_cache,
+        s3=s3_config(load_settings()),
+    )
     try:
         result = run_training(config)
     finally:
@@ -80,7 +94,7 @@ def evaluate(
     clicks: bool = typer.Option(True, help="Also run the 1/3/5-click protocol."),
     max_images: int | None = typer.Option(None, help="Evaluate at most this many images."),
     device: str | None = typer.Option(
-        None, help="Device, e.g. cpu or cuda (default: AUTOLABEL_DEVICE)."
+        None, help="Device, e.g. cpu or cuda (default: AUTOLABEL_MODELS__DEVICE)."
     ),
 ) -> None:
     """Box mIoU (all/small/medium/large), click mIoU at 1/3/5 clicks, optional COCO mask mAP."""
@@ -90,7 +104,7 @@ def evaluate(
             data=data,
             model=model,
             checkpoint=checkpoint,
-            device=resolve_device(device or settings.device),
+            device=inference_device(settings, device),
             coco_annotations=coco_annotations,
             detections=detections,
             clicks=clicks,

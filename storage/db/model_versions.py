@@ -137,3 +137,14 @@ def list_model_versions(session: Session, *, variant: str | None = None) -> list
 def get_model_version(session: Session, *, name: str) -> ModelVersionInfo:
     """The registered version called `name`; `LookupError` when there is none."""
     return _info(_get(session, name))
+
+
+def find_model_version(session: Session, *, variant: str, sha256: str) -> ModelVersionInfo | None:
+    """The oldest registered version of `variant` with these weights (sha256), or None."""
+    row = session.execute(
+        select(ModelVersion)
+        .where(ModelVersion.variant == variant, ModelVersion.sha256 == sha256)
+        .order_by(ModelVersion.created_at, ModelVersion.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    return None if row is None else _info(row)

@@ -156,9 +156,13 @@ def decode_sample(
         return None
     masks = np.stack([decode_rle(record.annotations[i].segmentation) for i in picks])
     sample = prepare_sample(
-        rgb, masks, input_size=config.input_size, flip=flip, image_id=record.image.image_id,
+        rgb,
+        masks,
+        input_size=config.input_size,
+        flip=flip,
+        image_id=record.image.image_id,
         teacher_input_size=config.teacher_input_size,
-    )  # fmt: skip
+    )
     if len(sample.masks) == 0:
         return None
     prompts = sample_prompts(sample.masks, rng, max_points=config.max_points)

@@ -28,7 +28,7 @@ from autolabel.models.evaluation import (
     summarize_box_miou,
     summarize_clicks,
 )
-from autolabel.models.registry import build_model
+from autolabel.models.registry import create_model
 from autolabel.storage.coco import segmentation_to_rle
 from autolabel.storage.config import S3Config
 from autolabel.storage.errors import FormatError, InvalidImageError, StorageError
@@ -226,7 +226,12 @@ class EvalRequest:
 
 def evaluate_model(request: EvalRequest) -> dict[str, float]:
     """Build the model `request` names and measure it; NaN marks a size bucket without objects."""
-    sam = build_model(request.model, request.checkpoint, request.device)
+    sam = create_model(
+        request.model,
+        family="segmenter",
+        checkpoint_path=request.checkpoint,
+        device=request.device,
+    )
     if request.coco_annotations is not None:
         doc = json.loads(request.coco_annotations.read_text())
         images = iter_coco_images(doc, Path(request.data))

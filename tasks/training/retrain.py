@@ -2,29 +2,42 @@
 
 The promotion rule is `should_promote`: a candidate replaces production only when its held-out box
 mIoU beats production's, measured on the same data in the same run, by `margin`.
+
+Training is resumable across processes: each training has a stable folder in the object store,
+`<storage_url>/training/<training_key>/`, mirroring the trainer's run folder (`metrics.jsonl`,
+`checkpoints/last.pt`, then `model.pt` and `result.json` when finished). Every checkpoint is
+uploaded as the trainer writes it, so a killed run loses at most one checkpoint interval; a rerun
+downloads it and resumes; a finished training is reused, not repeated.
 """
 
+import hashlib
+import json
 import math
+import shutil
 import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from autolabel.models.registry import build_model, get_spec
-from autolabel.models.weights import sha256_of
+from autolabel.models.registry import create_model, get_spec
+from autolabel.models.weight_files import sha256_of
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.model_versions import (
+    find_model_version,
     get_production_model,
     promote_model_version,
     register_model_version,
 )
 from autolabel.storage.errors import StorageConfigError
+from autolabel.storage.objectstore import ObjectStore
 from autolabel.storage.urls import join_url
-from autolabel.storage.weights import ensure_weights
+from autolabel.storage.weight_download import ensure_weights
 from autolabel.tasks.model_loading import fetch_version_weights
 from autolabel.tasks.resources import Resources
 from autolabel.tasks.training.evaluate import evaluate_images, iter_sa1b_images
-from autolabel.tasks.training.trainer import TrainConfig, run_training
+from autolabel.tasks.training.train_config import TrainConfig
+from autolabel.tasks.training.train_state import CHECKPOINT_NAME
+from autolabel.tasks.training.trainer import run_training
 
 PROMOTION_METRIC = "miou"  # held-out box-prompted mIoU over all objects
 
@@ -41,6 +54,9 @@ class RetrainRequest(BaseModel):
         None, description="Where trained weights are stored (default: <storage>/models)."
     )
     max_steps: int = Field(200, ge=1, description="Optimiser steps.")
+    checkpoint_every: int = Field(
+        50, ge=1, description="Steps between checkpoints uploaded to the store (resume points)."
+    )
     images_per_batch: int = Field(2, ge=1)
     max_masks: int = Field(64, ge=1, description="Masks sampled per image (paper: 64).")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per step (paper: 256 images).")
@@ -70,6 +86,12 @@ class RetrainResult(BaseModel):
     weights_uri: str
     sha256: str
     final_loss: float | None
+    training_url: str = Field(
+        description="Store folder of the training: checkpoints, metrics.jsonl, model.pt."
+    )
+    resumed_from_step: int = Field(
+        description="Steps found done in the store (0: trained from the start; max_steps: reused)."
+    )
 
 
 def should_promote(
@@ -96,9 +118,11 @@ def starting_point(request: RetrainRequest, resources: Resources) -> tuple[str |
         production = get_production_model(session, variant=request.model)
     if production is not None:
         return production.name, str(fetch_version_weights(production, resources))
-    weights_dir = resources.config.weights_dir
+    released = get_spec(request.model, family="segmenter").weights
     try:
-        path = ensure_weights(get_spec(request.model).weights, weights_dir, download=True)
+        if released is None:
+            raise FileNotFoundError(f"{request.model} has no released weights")
+        path = ensure_weights(released, resources.config.weights_dir, download=True)
     except FileNotFoundError:
         if not request.from_scratch:
             raise
@@ -106,34 +130,144 @@ def starting_point(request: RetrainRequest, resources: Resources) -> tuple[str |
     return request.model, str(path)
 
 
-def train_candidate(
-    request: RetrainRequest, start: str | None, work_dir: str, resources: Resources
-) -> dict[str, object]:
-    """Fine-tune from `start`; returns the weights path, sha256 and loss curve ends."""
-    result = run_training(
-        TrainConfig(
-            data=request.data,
-            model_name=request.model,
-            output=Path(work_dir),
-            max_steps=request.max_steps,
-            checkpoint=Path(start) if start else None,
-            images_per_batch=request.images_per_batch,
-            max_masks=request.max_masks,
-            grad_accum=request.grad_accum,
-            lr=request.lr,
-            seed=request.seed,
-            device=resources.device,
-            s3=resources.config.s3,
+TRAINING_PREFIX = "training"
+RESULT_NAME = "result.json"
+SYNCED = ("metrics.jsonl", f"checkpoints/{CHECKPOINT_NAME}")  # upload order: metrics first
+
+
+def training_key(
+    request: RetrainRequest,
+    start: tuple[str | None, str | None],
+    data_objects: list[tuple[str, int, str]],
+) -> str:
+    """Stable name of one training: a digest of everything that changes its result.
+
+    Args:
+        request: Its data URL, model, max_steps, batch sizes, masks per image, lr and seed;
+            holdout, margin and `checkpoint_every` (resume is exact) do not.
+        start: (name, sha256) of the starting weights; (None, None) for random initialisation.
+        data_objects: (key, size, etag) of every object under `request.data`, so that new data
+            at the same URL is a new training.
+    """
+    material = {
+        "version": 1,
+        "data": request.data,
+        "data_objects": sorted(data_objects),
+        "model": request.model,
+        "start": list(start),
+        **request.model_dump(
+            include={"max_steps", "images_per_batch", "max_masks", "grad_accum", "lr", "seed"}
+        ),
+    }
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return f"{request.model}-{digest[:20]}"
+
+
+def training_url(
+    request: RetrainRequest, start_name: str | None, start: str | None, resources: Resources
+) -> str:
+    """`<storage_url>/training/<training_key>` of this request and starting point."""
+    if not resources.config.storage_url:
+        raise StorageConfigError("expected a storage URL for training checkpoints, got none")
+    objects = [(o.key, o.size, o.etag) for o in resources.store(request.data).list()]
+    sha = sha256_of(Path(start)) if start else None
+    key = training_key(request, (start_name, sha), objects)
+    return join_url(resources.config.storage_url, f"{TRAINING_PREFIX}/{key}")
+
+
+def _download(store: ObjectStore, key: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    with store.open(key) as source, part.open("wb") as out:
+        shutil.copyfileobj(source, out, 1024 * 1024)
+    part.replace(path)
+
+
+def _upload_state(store: ObjectStore, work: Path) -> None:
+    """Copy the run folder's metrics and checkpoint to the store (metrics first: lines past the
+    checkpoint are dropped on resume, a gap before it could not be filled)."""
+    for name in SYNCED:
+        if (work / name).is_file():
+            store.put_file(name, work / name)
+
+
+def _loss_ends(metrics: Path) -> tuple[float | None, float | None]:
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return (rows[0]["loss"], rows[-1]["loss"]) if rows else (None, None)
+
+
+def _reuse_finished(store: ObjectStore, work: Path) -> dict[str, object]:
+    summary: dict[str, object] = json.loads(store.get(RESULT_NAME))
+    _download(store, "model.pt", work / "model.pt")
+    got = sha256_of(work / "model.pt")
+    if got != summary["sha256"]:
+        raise StorageConfigError(
+            f"expected {store.url}/model.pt to have sha256 {summary['sha256']}, got {got}"
         )
+    return {**summary, "weights": str(work / "model.pt"), "resumed_from_step": summary["step"]}
+
+
+def _train_config(
+    request: RetrainRequest, start: str | None, work: Path, resources: Resources
+) -> TrainConfig:
+    return TrainConfig(
+        data=request.data,
+        model_name=request.model,
+        output=work,
+        max_steps=request.max_steps,
+        checkpoint=Path(start) if start else None,
+        images_per_batch=request.images_per_batch,
+        max_masks=request.max_masks,
+        grad_accum=request.grad_accum,
+        lr=request.lr,
+        seed=request.seed,
+        checkpoint_every=request.checkpoint_every,
+        device=resources.device,
+        s3=resources.config.s3,
+    )
+
+
+def train_candidate(
+    request: RetrainRequest,
+    start: tuple[str | None, str | None],
+    work_dir: str,
+    resources: Resources,
+) -> dict[str, object]:
+    """Fine-tune from `start` (name, local weights path), resuming from the store's checkpoint.
+
+    Returns:
+        Local `weights` path (in `work_dir`), `sha256`, `step`, `first_loss`, `final_loss`,
+        `bad_data`, `training_url` and `resumed_from_step`.
+    """
+    url = training_url(request, start[0], start[1], resources)
+    store, work = resources.store(url), Path(work_dir)
+    if store.exists(RESULT_NAME):
+        return {**_reuse_finished(store, work), "training_url": url}
+    for name in SYNCED:
+        if store.exists(name):
+            _download(store, name, work / name)
+    result = run_training(
+        _train_config(request, start[1], work, resources),
+        on_checkpoint=lambda _step: _upload_state(store, work),
     )
     if result.weights is None or result.sha256 is None:
         raise RuntimeError(f"training stopped at step {result.step} without final weights")
-    return {
-        "weights": str(result.weights),
+    first_loss, final_loss = _loss_ends(work / "metrics.jsonl")
+    summary = {
         "sha256": result.sha256,
-        "first_loss": result.losses[0] if result.losses else None,
-        "final_loss": result.losses[-1] if result.losses else None,
+        "step": result.step,
+        "first_loss": first_loss,
+        "final_loss": final_loss,
         "bad_data": result.bad_data,
+    }
+    store.put_file("model.pt", result.weights)
+    store.put(RESULT_NAME, json.dumps(summary).encode(), content_type="application/json")
+    store.delete(SYNCED[1])  # the optimizer state is no longer needed once finished
+    return {
+        **summary,
+        "weights": str(result.weights),
+        "training_url": url,
+        "resumed_from_step": result.start_step,
     }
 
 
@@ -143,7 +277,13 @@ def evaluate_weights(
     """Held-out box mIoU (overall and by size) of `weights` (random init when None), computed
     on the configured device."""
     checkpoint = Path(weights) if weights else None
-    model = build_model(request.model, checkpoint, resources.device, verify_sha256=False)
+    model = create_model(
+        request.model,
+        family="segmenter",
+        checkpoint_path=checkpoint,
+        device=resources.device,
+        verify_sha256=False,
+    )
     images = iter_sa1b_images(request.holdout, s3=resources.config.s3)
     metrics = evaluate_images(model, images, clicks=False, max_images=request.max_eval_images)
     # Size buckets without objects are NaN: left out, as JSON (and the registry) has no NaN.
@@ -156,10 +296,18 @@ def register_candidate(
     metrics: dict[str, float],
     resources: Resources,
 ) -> tuple[str, str]:
-    """Upload the weights to the model store and register them as a candidate version."""
+    """Upload the weights to the model store and register them as a candidate version.
+
+    Weights already registered for the variant (a rerun of a finished retraining) are not
+    registered again: their existing version is returned.
+    """
     weights, sha256 = Path(str(trained["weights"])), str(trained["sha256"])
     if sha256_of(weights) != sha256:
         raise StorageConfigError(f"expected {weights} to have sha256 {sha256}, it changed")
+    with session_scope(resources.engine) as session:
+        known = find_model_version(session, variant=request.model, sha256=sha256)
+    if known is not None:
+        return known.name, known.storage_uri
     models_url = request.models_url or join_url(resources.config.storage_url, "models")
     name = f"{request.model}-ft-{time.strftime('%Y%m%d-%H%M%S')}-{sha256[:8]}"
     resources.store(models_url).put_file(f"{name}.pt", weights)

@@ -5,14 +5,15 @@
 (nccl on CUDA, gloo on CPU) and wraps the model in `DistributedDataParallel`. It checkpoints every
 `checkpoint_every` steps and when SIGTERM arrives (then returns with `interrupted=True`), and
 resumes from `<output>/checkpoints/last.pt` when that exists. Rank 0 appends one JSON line per step
-to `<output>/metrics.jsonl` and writes the final weights to `<output>/model.pt`.
+to `<output>/metrics.jsonl` and writes the final weights to `<output>/model.pt`; the
+`on_checkpoint` hook lets a caller copy each checkpoint elsewhere (an object store) as it lands.
 """
 
 import json
 import logging
 import random
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,8 @@ import torch
 from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from autolabel.models.registry import build_model, get_spec
-from autolabel.models.training.distill import SAM_VIT_H, VitConfig
+from autolabel.models.registry import create_model, get_spec
 from autolabel.models.training.optim import (
-    GRAD_CLIP_NORM,
-    WEIGHT_DECAY,
     build_optimizer,
     cosine_schedule,
     paper_learning_rate,
@@ -39,8 +37,7 @@ from autolabel.models.training.step import (
     freeze_batch_norm_stats,
     train_step,
 )
-from autolabel.models.training.weights import save_trained_weights
-from autolabel.storage.config import S3Config
+from autolabel.models.training.trained_weights import save_trained_weights
 from autolabel.storage.objectstore import open_store
 from autolabel.tasks.training.data import (
     BadData,
@@ -60,6 +57,7 @@ from autolabel.tasks.training.distributed import (
     mean_over_ranks,
     shutdown_distributed,
 )
+from autolabel.tasks.training.train_config import TrainConfig, TrainResult
 from autolabel.tasks.training.train_state import (
     CHECKPOINT_NAME,
     capture_rng,
@@ -69,94 +67,6 @@ from autolabel.tasks.training.train_state import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrainConfig:
-    """One training run (the paper's recipe by default; see docs/training.md).
-
-    Attributes:
-        data: SA-1B source: local folder or store URL of tar shards (or a folder of pairs).
-        model_name: Registry name, e.g. "efficientvit-sam-l0".
-        output: Run folder: checkpoints/, metrics.jsonl, model.pt.
-        max_steps: Optimiser steps to run in total (including steps before a resume).
-        checkpoint: Initial weights (released or retrained); random init when None.
-        images_per_batch: Images per micro-batch per process.
-        grad_accum: Micro-batches per optimiser step; the effective batch is
-            `images_per_batch * grad_accum * world_size` (256 in the paper).
-        lr: Peak learning rate; None: the paper's (2e-6 L, 1e-6 XL).
-        schedule_steps: Length of the cosine decay to 0; None: `max_steps`.
-        warmup_steps: Linear warm-up steps (0 in the paper).
-        weight_decay: AdamW weight decay of non-norm, non-bias parameters.
-        clip_norm: Gradient clipping max norm.
-        max_masks: Masks per image (64 in the paper).
-        seed: Seed of data order, augmentation, prompts and initial RNG states.
-        num_workers: DataLoader workers per process (resume needs the same number).
-        checkpoint_every: Save a resumable checkpoint every this many steps.
-        device: "cpu", "cuda" (each rank uses cuda:LOCAL_RANK) or "auto".
-        bf16: bf16 autocast; None: on where the device supports it (CUDA with bf16).
-        resume: Resume from `<output>/checkpoints/last.pt` when it exists.
-        single_weight: Weight of the loss of SAM's single-mask output (used at inference for
-            boxes); 0 trains only the three multimask outputs, exactly the paper's loss.
-        distill_teacher: SAM checkpoint (e.g. sam_vit_h_4b8939.pth): run the encoder
-            distillation stage (L2 to the teacher's embedding) instead of end-to-end training.
-        teacher_cache: Store URL or folder of cached teacher embeddings; None:
-            `<output>/teacher-cache`.
-        teacher_config: Teacher architecture (SAM-ViT-H; smaller ones for tests).
-        freeze_bn: Keep BatchNorm running statistics fixed (right when fine-tuning trained
-            weights); False updates them per batch (training from scratch). None: freeze when
-            `checkpoint` is given.
-        s3: S3 client settings for `s3://` data and teacher caches (endpoint, region, ...).
-    """
-
-    data: str
-    model_name: str
-    output: Path
-    max_steps: int
-    checkpoint: Path | None = None
-    images_per_batch: int = 2
-    grad_accum: int = 1
-    lr: float | None = None
-    schedule_steps: int | None = None
-    warmup_steps: int = 0
-    weight_decay: float = WEIGHT_DECAY
-    clip_norm: float = GRAD_CLIP_NORM
-    max_masks: int = 64
-    seed: int = 0
-    num_workers: int = 0
-    checkpoint_every: int = 100
-    device: str = "auto"
-    bf16: bool | None = None
-    resume: bool = True
-    single_weight: float = 1.0
-    distill_teacher: Path | None = None
-    teacher_cache: str | None = None
-    teacher_config: VitConfig = SAM_VIT_H
-    freeze_bn: bool | None = None
-    s3: S3Config | None = None
-
-
-@dataclass(slots=True)
-class TrainResult:
-    """What a run (or this part of it) did.
-
-    Attributes:
-        step: Optimiser steps done in total.
-        losses: Mean loss (over ranks) of each step this process ran, in order.
-        interrupted: Stopped by SIGTERM after checkpointing.
-        weights: Final weights file (rank 0, when finished), and its sha256.
-        bad_data: Names of units or samples reported unreadable and skipped.
-        teacher_hits, teacher_misses: Teacher embeddings read from the cache / computed.
-    """
-
-    step: int
-    losses: list[float] = field(default_factory=list)
-    interrupted: bool = False
-    weights: Path | None = None
-    sha256: str | None = None
-    bad_data: list[str] = field(default_factory=list)
-    teacher_hits: int = 0
-    teacher_misses: int = 0
 
 
 class _Batches:
@@ -174,11 +84,14 @@ class _Batches:
 
     def _new_epoch_items(self) -> Iterator[DataItem | BadData]:
         stream = Sa1bStream(
-            self.config.data, self.units, self.stream_config, rank=self.rank,
-            world_size=self.world, s3=self.config.s3, position=StreamPosition(
-                self.position.epoch, dict(self.position.consumed)
-            ),
-        )  # fmt: skip
+            self.config.data,
+            self.units,
+            self.stream_config,
+            rank=self.rank,
+            world_size=self.world,
+            s3=self.config.s3,
+            position=StreamPosition(self.position.epoch, dict(self.position.consumed)),
+        )
         return iter(make_loader(stream, num_workers=self.config.num_workers))
 
     def _next_item(self) -> DataItem:
@@ -225,12 +138,19 @@ def _teacher_cache(config: TrainConfig, device: torch.device) -> TeacherCache | 
 class _Run:
     """State of one process's run: model, optimiser, scheduler, data and step."""
 
-    def __init__(self, config: TrainConfig) -> None:
-        self.config = config
+    def __init__(
+        self, config: TrainConfig, on_checkpoint: Callable[[int], None] | None = None
+    ) -> None:
+        self.config, self.on_checkpoint = config, on_checkpoint
         self.rank, self.world, self.device = distributed_env(config.device)
         _seed_everything(config.seed + self.rank)
-        spec = get_spec(config.model_name)
-        self.model = build_model(config.model_name, config.checkpoint, self.device)
+        spec = get_spec(config.model_name, family="segmenter")
+        self.model = create_model(
+            config.model_name,
+            family="segmenter",
+            checkpoint_path=config.checkpoint,
+            device=self.device,
+        )
         self.model.train()
         freeze = config.checkpoint is not None if config.freeze_bn is None else config.freeze_bn
         if freeze:
@@ -253,9 +173,11 @@ class _Run:
             warmup_steps=config.warmup_steps,
         )
         stream = StreamConfig(
-            input_size=spec.input_size, max_masks=config.max_masks, seed=config.seed,
+            input_size=spec.input_size,
+            max_masks=config.max_masks,
+            seed=config.seed,
             teacher_input_size=None if self.teacher is None else config.teacher_config.img_size,
-        )  # fmt: skip
+        )
         self.batches = _Batches(config, stream, self.rank, self.world)
         self.bf16 = bf16_supported(self.device) if config.bf16 is None else config.bf16
         self.step = 0
@@ -287,9 +209,16 @@ class _Run:
         if self.rank == 0:
             meta = {"model_name": self.config.model_name, "world_size": self.world}
             save_training_state(
-                self.checkpoint_path, model=self.model, optimizer=self.optimizer,
-                scheduler=self.scheduler, step=self.step, ranks=ranks, meta=meta,
-            )  # fmt: skip
+                self.checkpoint_path,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                step=self.step,
+                ranks=ranks,
+                meta=meta,
+            )
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(self.step)
         if self.world > 1:
             dist.barrier()
 
@@ -298,9 +227,13 @@ class _Run:
         batches = self.batches.next_step()
         if self.teacher is None:
             return train_step(
-                self.module, self.optimizer, batches, clip_norm=self.config.clip_norm,
-                bf16=self.bf16, single_weight=self.config.single_weight,
-            )  # fmt: skip
+                self.module,
+                self.optimizer,
+                batches,
+                clip_norm=self.config.clip_norm,
+                bf16=self.bf16,
+                single_weight=self.config.single_weight,
+            )
         pairs = [
             (
                 torch.stack([item.sample.image for item in batch]),
@@ -316,9 +249,13 @@ class _Run:
         if self.rank != 0:
             return
         row = {
-            "step": self.step, "loss": loss, "mask_loss": mask_loss, "iou_loss": iou_loss,
-            "lr": self.scheduler.get_last_lr()[0], "epoch": self.batches.position.epoch,
-        }  # fmt: skip
+            "step": self.step,
+            "loss": loss,
+            "mask_loss": mask_loss,
+            "iou_loss": iou_loss,
+            "lr": self.scheduler.get_last_lr()[0],
+            "epoch": self.batches.position.epoch,
+        }
         with (self.config.output / "metrics.jsonl").open("a") as fh:
             fh.write(json.dumps(row) + "\n")
 
@@ -335,16 +272,24 @@ def _trim_metrics(path: Path, step: int) -> None:
 def _finish(run: _Run, result: TrainResult) -> None:
     if run.rank == 0:
         meta = {
-            "steps": run.step, "data": run.config.data,
+            "steps": run.step,
+            "data": run.config.data,
             "config": {k: str(v) for k, v in asdict(run.config).items()},
-        }  # fmt: skip
+        }
         path = run.config.output / "model.pt"
         result.sha256 = save_trained_weights(run.model, run.config.model_name, meta, path)
         result.weights = path
 
 
-def run_training(config: TrainConfig) -> TrainResult:
+def run_training(
+    config: TrainConfig, *, on_checkpoint: Callable[[int], None] | None = None
+) -> TrainResult:
     """Train (or resume) until `config.max_steps` steps are done or SIGTERM arrives.
+
+    Args:
+        config: The run.
+        on_checkpoint: Called on rank 0 with the step after each checkpoint is written (the
+            other ranks wait); the output folder then holds it and the metrics lines up to it.
 
     Returns:
         The result of this process (losses are the step means over all ranks).
@@ -359,13 +304,13 @@ def run_training(config: TrainConfig) -> TrainResult:
             f"{config.images_per_batch}, {config.grad_accum}"
         )
     config.output.mkdir(parents=True, exist_ok=True)
-    run = _Run(config)
+    run = _Run(config, on_checkpoint)
     run.resume()
     if run.rank == 0:
         _trim_metrics(config.output / "metrics.jsonl", run.step)
     stop = StopFlag()
     stop.install()
-    result = TrainResult(step=run.step)
+    result = TrainResult(step=run.step, start_step=run.step)
     try:
         while run.step < config.max_steps:
             out = run.train_one_step()

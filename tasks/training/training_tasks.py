@@ -15,8 +15,11 @@ def starting_point(request: RetrainRequest) -> tuple[str | None, str | None]:
 
 
 @task
-def train_candidate(request: RetrainRequest, start: str | None, work_dir: str) -> dict[str, object]:
-    """Fine-tune from `start` into `work_dir`; returns the weights path, sha256 and losses."""
+def train_candidate(
+    request: RetrainRequest, start: tuple[str | None, str | None], work_dir: str
+) -> dict[str, object]:
+    """Fine-tune from `start` (name, weights path) in `work_dir`, resuming from the training's
+    checkpoint in the store; returns the weights path, sha256, losses and store location."""
     return retrain.train_candidate(request, start, work_dir, resources.current())
 
 

@@ -6,7 +6,8 @@ import torch
 
 from autolabel.models.registry import create_model
 from autolabel.models.training.distill import VitConfig, build_teacher_encoder
-from autolabel.tasks.training.trainer import TrainConfig, run_training
+from autolabel.tasks.training.train_config import TrainConfig
+from autolabel.tasks.training.trainer import run_training
 
 TINY_TEACHER = VitConfig(embed_dim=32, depth=1, num_heads=2, global_attn_indexes=())
 

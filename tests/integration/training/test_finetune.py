@@ -18,7 +18,8 @@ import torch
 from autolabel.models.registry import create_model
 from autolabel.models.training.trained_weights import save_trained_weights
 from autolabel.tasks.training.evaluate import evaluate_images, iter_sa1b_images
-from autolabel.tasks.training.trainer import TrainConfig, run_training
+from autolabel.tasks.training.train_config import TrainConfig
+from autolabel.tasks.training.trainer import run_training
 from tests.synthetic import write_synthetic_shards
 
 SHAPES = {"height": 64, "width": 80, "max_shapes": 1, "radius": (0.3, 0.45)}

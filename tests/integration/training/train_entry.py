@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from autolabel.tasks.training.trainer import TrainConfig, run_training, shutdown_distributed
+from autolabel.tasks.training.distributed import shutdown_distributed
+from autolabel.tasks.training.train_config import TrainConfig
+from autolabel.tasks.training.trainer import run_training
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from autolabel.tasks.labeling.label_tasks import (
     finish_run,
     label_shard,
     plan_shards,
-    register_images,
+    register_job_images,
     start_run,
 )
 from autolabel.tasks.labeling.progress import ShardTally, current_sink
@@ -79,7 +79,7 @@ def _label(job: LabelJob) -> RunSummary:
     logger = get_run_logger()
     started = time.perf_counter()
     ctx = start_run(job)
-    listed = register_images(job, ctx.dataset_id)
+    listed = register_job_images(job, ctx.dataset_id)
     shards = plan_shards(job, ctx)
     pending = sum(len(s.image_ids) for s in shards)
     logger.info(

@@ -26,12 +26,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from autolabel.flows.errors import ConfigError
 from autolabel.storage.config import S3Config
 from autolabel.storage.images import DEFAULT_MAX_PIXELS
+from autolabel.storage.urls import STORE_SCHEMES, is_url, parse_store_root
 
 PREFIX = "AUTOLABEL_"
 DELIMITER = "__"
 ENV_FILE = ".env"
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-STORAGE_SCHEMES = ("file", "s3")
 DATABASE_SCHEMES = ("sqlite", "postgresql")
 
 #: `AUTOLABEL_*` variables read by tools other than `Settings` (never refused as unknown).
@@ -75,14 +75,13 @@ class StorageConfig(BaseModel):
     def _check_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        scheme = urlsplit(value).scheme
-        if scheme not in STORAGE_SCHEMES:
+        scheme = value.split("://", 1)[0] if is_url(value) else ""
+        if scheme not in STORE_SCHEMES:
             raise ValueError(
-                f"expected a URL with scheme {' or '.join(STORAGE_SCHEMES)}, got scheme "
+                f"expected a URL with scheme {' or '.join(STORE_SCHEMES)}, got scheme "
                 f"{scheme or '(none)'!r}"
             )
-        if scheme == "s3" and not urlsplit(value).netloc:
-            raise ValueError("expected s3://bucket[/prefix], got no bucket name")
+        parse_store_root(value)  # StorageConfigError (a ValueError) names what is wrong
         return value
 
 

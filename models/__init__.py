@@ -15,8 +15,9 @@ for importing torch):
 - `load_checkpoint(model, path, ...)`, `save_checkpoint(model, path, model_name=..., meta=...)`
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from autolabel.models.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from autolabel.models.checkpoints import load_checkpoint, save_checkpoint
@@ -82,9 +83,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name on first use (PEP 562)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'autolabel.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from autolabel.storage.errors import FormatError
 from autolabel.storage.rle import Rle, polygons_to_rle, uncompressed_to_rle
-from autolabel.storage.urls import STORE_SCHEMES, is_url, join_url, key_under
+from autolabel.storage.urls import is_store_url, is_url, join_url, key_under
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -77,7 +77,7 @@ def image_storage_key(image: Mapping[str, Any], *, image_root: str | None = None
     if is_url(file_name):
         return file_name
     coco_url = image.get("coco_url")
-    if isinstance(coco_url, str) and is_url(coco_url) and coco_url.split("://")[0] in STORE_SCHEMES:
+    if isinstance(coco_url, str) and is_store_url(coco_url):
         return coco_url
     if image_root is not None:
         return join_url(image_root, file_name.lstrip("/"))

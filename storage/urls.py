@@ -117,6 +117,11 @@ def is_url(value: str) -> bool:
     return "://" in value
 
 
+def is_store_url(value: str) -> bool:
+    """Whether `value` is an `s3://` or `file://` URL (not `http://`, not a local path)."""
+    return is_url(value) and value.split("://", 1)[0].lower() in STORE_SCHEMES
+
+
 def check_object_url(url: str) -> str:
     """Return `url` if it is a plain `s3://bucket/key` or `file:///abs/path`, else FormatError."""
     parts = urlsplit(url)

@@ -6,6 +6,7 @@ job labels its remaining images with the same (meaningless) weights: they exist 
 and tests, and their labels are marked with the version `<name>@random`.
 """
 
+import math
 import shutil
 import zlib
 from dataclasses import dataclass
@@ -34,23 +35,24 @@ RANDOM = "random"
 
 @torch.no_grad()
 def seeded_random_weights(model: nn.Module, name: str) -> None:
-    """Refill `model`'s randomly initialised tensors from a generator seeded by `name`.
+    """Refill `model`'s randomly initialised tensors with values that depend only on `name`,
+    the tensor's name and its shape, drawn from generators of their own (never the process-wide
+    torch RNG, which is neither seeded nor read here).
 
     Tensors the architecture initialises to a constant (norm weights, zero biases, BatchNorm
-    statistics) keep it; every other floating tensor gets normal values with the mean and
-    standard deviation its own initialiser gave it. The result depends only on `name` and the
-    architecture, not on the process-wide RNG, which is left untouched.
+    statistics) keep it; a matrix or kernel gets uniform values in +-1/sqrt(fan_in) (PyTorch's
+    default bound), any other floating tensor uniform values in +-0.1.
     """
-    generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-    for tensor in model.state_dict(keep_vars=True).values():
+    for key, tensor in model.state_dict(keep_vars=True).items():
         if not tensor.is_floating_point() or tensor.numel() < 2:
             continue
-        flat = tensor.detach().float().flatten()
+        flat = tensor.detach().flatten()
         if bool((flat == flat[0]).all()):
             continue
-        mean, std = float(flat.mean()), float(flat.std())
-        values = torch.randn(tensor.shape, generator=generator) * std + mean
-        tensor.data.copy_(values.to(tensor.dtype))
+        generator = torch.Generator().manual_seed(zlib.crc32(f"{name}/{key}".encode()))
+        values = torch.rand(tensor.shape, generator=generator, dtype=torch.float64) * 2 - 1
+        bound = 1 / math.sqrt(tensor[0].numel()) if tensor.dim() >= 2 else 0.1
+        tensor.data.copy_((values * bound).to(tensor.dtype))
 
 
 PRODUCTION_SUFFIX = "@production"

@@ -12,8 +12,9 @@ the specs in `config`):
     save_state_dict(model, path)
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from autolabel.models.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from autolabel.models.grounding_dino.checkpoint import (
@@ -83,9 +84,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name on first use (PEP 562)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {_PACKAGE!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

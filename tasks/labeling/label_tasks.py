@@ -49,9 +49,9 @@ def start_run(job: LabelJob) -> RunContext:
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
-def register_images(job: LabelJob, dataset_id: int) -> int:
+def register_job_images(job: LabelJob, dataset_id: int) -> int:
     """Upsert the job's images into the dataset; returns how many were listed."""
-    return sources.register_images(job, dataset_id, resources.current())
+    return sources.register_job_images(job, dataset_id, resources.current())
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)

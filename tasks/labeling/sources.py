@@ -39,7 +39,7 @@ def _iter_manifest(job: LabelJob, manifest: str, resources: Resources) -> Iterat
             yield ImageIn(storage_key=url, etag=info.etag, size_bytes=info.size)
 
 
-def register_images(job: LabelJob, dataset_id: int, resources: Resources) -> int:
+def register_job_images(job: LabelJob, dataset_id: int, resources: Resources) -> int:
     """Upsert the job's images into the dataset (1,000 per transaction); returns how many."""
     images = iter_source_images(job, resources)
     total = 0

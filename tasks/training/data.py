@@ -31,6 +31,7 @@ from autolabel.storage.images import decode_image
 from autolabel.storage.objectstore import open_store
 from autolabel.storage.rle import decode_rle
 from autolabel.storage.sa1b import Sa1bSample, read_folder, read_shard
+from autolabel.storage.urls import join_url
 
 log = logging.getLogger(__name__)
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -219,7 +220,7 @@ class Sa1bStream(IterableDataset[DataItem | BadData]):
         if key == FOLDER_UNIT:
             return self.source, read_folder(Path(self.source))
         store = open_store(self.source, s3=self.s3)
-        name = f"{self.source.rstrip('/')}/{key}"
+        name = join_url(self.source, key)
         return name, read_shard(store.open(key), name=name)
 
     def _read_unit(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import run_in_process
+
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run `autolabel ARGS` in a fresh interpreter (as the console script does)."""
@@ -39,7 +41,6 @@ def cli_in_process(
 ) -> Callable[..., tuple[int, str, str]]:
     """Run `autolabel ARGS` in this process with `base_env` (plus overrides); returns
     (exit code, stdout, stderr). For commands that start no flow (no Prefect server)."""
-    from autolabel.flows.cli import main
     from autolabel.flows.settings import get_settings
 
     def run(args: list[str], **env: str) -> tuple[int, str, str]:
@@ -49,13 +50,6 @@ def cli_in_process(
         for name, value in (base_env | env).items():
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
-        capsys.readouterr()
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
+        return run_in_process(args, capsys)
 
     return run

@@ -3,6 +3,7 @@ other state stops with one line ("run `autolabel db upgrade`"), before a flow ru
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,15 +79,25 @@ OTHER_REVISION = (
 TABLES_WITHOUT_REVISION = ("CREATE TABLE unrelated (id INTEGER PRIMARY KEY)",)
 
 
+def command_args(command: str, images: str, tmp_path: Path) -> list[str]:
+    return {
+        "label": label_args(images),
+        "export": ["export", "--dataset", "d", "--output", str(tmp_path / "out.json")],
+        "export-sa1b": ["export-sa1b", "--dataset", "d", "--output", (tmp_path / "s").as_uri()],
+        "ingest-sa1b": ["ingest-sa1b", str(tmp_path), "--to", (tmp_path / "s").as_uri()],
+        "runs": ["runs"],
+        "review": ["review", "mark", "--dataset", "d", "--status", "accepted"],
+    }[command]
+
+
+# As a user runs it (a fresh interpreter, the console script) for the two states and a flow that
+# announces events; every other command is checked in-process below (the same check runs first).
 @pytest.mark.parametrize(
     ("state", "command"),
     [
         (OTHER_REVISION, "label"),
         (TABLES_WITHOUT_REVISION, "label"),
-        (OTHER_REVISION, "export"),
         (OTHER_REVISION, "export-sa1b"),
-        (OTHER_REVISION, "ingest-sa1b"),
-        (OTHER_REVISION, "runs"),
     ],
 )
 def test_database_in_another_state_stops_before_any_flow(
@@ -100,13 +111,7 @@ def test_database_in_another_state_stops_before_any_flow(
     url = postgres_databases.create()
     execute(url, *state)
     before = revision(url)
-    args = {
-        "label": label_args(images),
-        "export": ["export", "--dataset", "d", "--output", str(tmp_path / "out.json")],
-        "export-sa1b": ["export-sa1b", "--dataset", "d", "--output", (tmp_path / "s").as_uri()],
-        "ingest-sa1b": ["ingest-sa1b", str(tmp_path), "--to", (tmp_path / "s").as_uri()],
-        "runs": ["runs"],
-    }[command]
+    args = command_args(command, images, tmp_path)
     env = base_env | {"AUTOLABEL_DATABASE__URL": url, "AUTOLABEL_MODELS__DEVICE": "cpu"}
     result = autolabel(args, env)
     output = result.stdout + result.stderr
@@ -119,3 +124,23 @@ def test_database_in_another_state_stops_before_any_flow(
     assert "autolabel db upgrade" in lines[0]
     assert "postgres@" in lines[0]  # names the database (without a password)
     assert revision(url) == before  # never migrated implicitly
+
+
+@pytest.mark.parametrize("command", ["export", "ingest-sa1b", "runs", "review"])
+def test_every_database_command_checks_the_schema_first(
+    cli_in_process: Callable[..., tuple[int, str, str]],
+    postgres_databases: PostgresDatabases,
+    images: str,
+    tmp_path: Path,
+    command: str,
+) -> None:
+    url = postgres_databases.create()
+    execute(url, *OTHER_REVISION)
+    code, out, err = cli_in_process(
+        command_args(command, images, tmp_path), AUTOLABEL_DATABASE__URL=url
+    )
+    assert code == 2, out + err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "autolabel db upgrade" in lines[0]
+    assert revision(url) == "ffff"

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from autolabel.flows.cli import main
 from autolabel.flows.label_dataset import autolabel_dataset
 from autolabel.flows.sa1b import Sa1bExportRequest, export_sa1b_shards
 from autolabel.storage.sa1b import read_shard
+from tests.cli_runner import run_in_process
 from tests.corpus import write_good_images
 from tests.integration.flows.conftest import FlowEnv
 from tests.integration.flows.test_label_flow import make_job
@@ -60,16 +60,7 @@ def test_accepted_annotations_become_sa1b_shards(flow_env: FlowEnv, tmp_path: Pa
     assert all(s.image_bytes for s in samples)
 
 
-def _autolabel(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run `autolabel ARGS` in this process; returns (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+_autolabel = run_in_process
 
 
 def test_review_mark_chooses_what_export_sa1b_accepts(

@@ -5,12 +5,15 @@ Runs against PostgreSQL (model registry) and moto S3 (data and trained weights) 
 from random initialisation (`from_scratch`).
 """
 
+import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from autolabel.flows.retrain import RetrainRequest, retrain_sam
+from autolabel.storage.config import S3Config
+from autolabel.storage.objectstore import open_store
 from tests.integration.flows.conftest import FlowEnv
 from tests.synthetic import write_synthetic_shards
 
@@ -49,6 +52,13 @@ def test_better_candidate_is_promoted_and_a_worse_one_is_not(
         from_scratch=True,
     )
     first = retrain_sam(request)
+    # The loss curve stored with the training falls (this is also the test model's fine-tune
+    # acceptance check: tests/integration/training/test_finetune.py runs it apart under `slow`).
+    store = open_store(first.training_url, s3=S3Config(endpoint_url=flow_env.endpoint_url))
+    losses = [json.loads(line)["loss"] for line in store.get("metrics.jsonl").splitlines()]
+    assert len(losses) == request.max_steps
+    k = len(losses) // 5
+    assert sum(losses[-k:]) / k < 0.8 * sum(losses[:k]) / k
     assert first.production is not None
     assert first.production.name == "random-init"
     assert first.candidate.metrics["miou"] > first.production.metrics["miou"] + 0.05

@@ -1,10 +1,12 @@
 """A short fine-tune on synthetic shards lowers the loss and raises held-out box mIoU.
 
-The default-suite case uses the tiny test model; the L0 case (`slow`) runs the real
-EfficientViT-SAM-L0 architecture at 512 px. No released weights can be downloaded here, so both
-start from a fixed random initialisation saved as the starting checkpoint, and train as from
-scratch: BatchNorm statistics update (`freeze_bn=False`; with frozen random-init statistics the
-decoder stays on the all-background plateau for much longer). The held-out shards use another
+Both cases are `slow`: the tiny test model's case runs in the default suite end to end through the
+retraining flow (tests/integration/flows/test_retrain_flow.py checks the same loss drop and mIoU
+gain on the same data), and the L0 case runs the real EfficientViT-SAM-L0 architecture at 512 px.
+No released weights can be downloaded here, so both start from a fixed random initialisation
+saved as the starting checkpoint, and train as from scratch: BatchNorm statistics update
+(`freeze_bn=False`; with frozen random-init statistics the decoder stays on the all-background
+plateau for much longer). The held-out shards use another
 seed than the training shards.
 """
 
@@ -59,6 +61,7 @@ def _check(report: dict[str, object]) -> None:
     assert float(report["miou_after"]) > float(report["miou_before"]) + 0.05  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_short_finetune_of_the_test_model(tmp_path: Path) -> None:
     _check(finetune("efficientvit-sam-test", tmp_path, steps=120, lr=1e-3))
 

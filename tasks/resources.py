@@ -102,8 +102,8 @@ class Resources:
         return self.cached(("engine",), lambda: make_engine(url))
 
     def store(self, url: str) -> ObjectStore:
-        """The object store rooted at `url` (one client per root)."""
-        return self.cached(("store", url), lambda: open_store(url, s3=self.config.s3))
+        """The object store rooted at `url` (one client per root, with or without a final `/`)."""
+        return self.cached(("store", url.rstrip("/")), lambda: open_store(url, s3=self.config.s3))
 
     def open_object(self, url: str) -> tuple[ObjectStore, str]:
         """(store, key) of one object's full URL (`s3://bucket/key`, `file:///folder/name`)."""

@@ -10,7 +10,7 @@ from autolabel.flows.cli.demo import demo
 from autolabel.flows.cli.doctor import doctor
 from autolabel.flows.cli.label import export, label, runs
 from autolabel.flows.cli.review import review_app
-from autolabel.flows.cli.sa1b import export_sa1b, ingest_sa1b
+from autolabel.flows.cli.sa1b_commands import export_sa1b, ingest_sa1b
 from autolabel.flows.cli.serve import serve
 from autolabel.flows.cli.train import evaluate, train
 from autolabel.flows.errors import FlowError

@@ -15,7 +15,7 @@ from torch.nn import functional as F  # noqa: N812
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam, predict_masks_shared_image
 from autolabel.models.training.augment import TrainSample
 from autolabel.models.training.losses import MaskLoss, distillation_loss, multimask_loss
-from autolabel.models.training.prompts import PromptBatch
+from autolabel.models.training.prompt_sampling import PromptBatch
 
 
 @dataclass(frozen=True, slots=True)

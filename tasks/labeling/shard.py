@@ -224,7 +224,7 @@ def resolve_image(resources: Resources, source: str, url: str) -> tuple[ObjectSt
     """(store, key) of an image URL: below the job's source store, or in another S3 bucket."""
     key = key_under(source, url)
     if key is not None:
-        return resources.store(source.rstrip("/")), key
+        return resources.store(source), key
     if url.startswith("s3://"):
         return resources.open_object(url)
     raise UnsafeKeyError(f"expected an image under {source} or an s3:// URL, got {url!r}")

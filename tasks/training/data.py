@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from autolabel.models.training.augment import choose_masks, prepare_sample
-from autolabel.models.training.prompts import sample_prompts
+from autolabel.models.training.prompt_sampling import sample_prompts
 from autolabel.models.training.step import PromptedSample
 from autolabel.storage.config import S3Config
 from autolabel.storage.errors import FormatError, InvalidImageError, StorageError

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from autolabel.models.errors import InvalidInputError
-from autolabel.models.training.prompts import PAD_LABEL, mask_boxes_xyxy, sample_prompts
+from autolabel.models.training.prompt_sampling import PAD_LABEL, mask_boxes_xyxy, sample_prompts
 
 
 def _masks() -> torch.Tensor:

@@ -5,11 +5,13 @@ ignore-pattern list). `load_checkpoint` (EfficientViT-SAM files) takes these ste
 (when a digest is expected), `torch.load(map_location="cpu", weights_only=True)`, unwrap
 `{"model": ...}` / `{"state_dict": ...}` (retrained weights are saved as `{"model", "spec",
 "meta"}`), strip `module.` / `_orig_mod.` prefixes, apply the spec's remap, then
-`load_state_dict(strict=True)`.
+`load_state_dict(strict=True)`. `check_checkpoint_layout` takes the same steps up to the key and
+shape check against an architecture built on the `meta` device, without building any weights.
 """
 
 import pickle
 import re
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ StateDict = dict[str, Tensor]
 _WRAPPER_KEYS = ("model", "state_dict")
 _PREFIXES = ("module.", "_orig_mod.")
 _SHOWN = 10
+_REASON_CHARS = 300
+_UNPICKLER = "WeightsUnpickler error:"
 # What torch.load raises on a corrupt or non-weights-only file (its unpickler is not consistent).
 _LOAD_ERRORS = (
     pickle.UnpicklingError,
@@ -57,22 +61,42 @@ def verify_sha256(path: Path, expected: str) -> None:
         )
 
 
-def read_checkpoint(path: Path, *, expected_sha256: str | None = None) -> Mapping[str, Any]:
+def _load_error_reason(exc: BaseException) -> str:
+    """One line (at most 300 characters) saying why `torch.load` rejected a file."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if _UNPICKLER in text:  # torch's weights-only message is a paragraph around the cause
+        cause = text.split(_UNPICKLER, 1)[1].split(" Check the documentation", 1)[0].strip()
+        text = f"not a torch.save file readable with weights_only=True ({cause})"
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 3] + "..."
+
+
+def read_checkpoint(
+    path: Path, *, expected_sha256: str | None = None, mmap: bool = False
+) -> Mapping[str, Any]:
     """Verify (when `expected_sha256` is given) and `torch.load` a checkpoint safely.
+
+    Args:
+        path: Local checkpoint file.
+        expected_sha256: Verify the file's digest first when given.
+        mmap: Map a zip-format file instead of reading it: its tensors then stay on disk until
+            their values are used (a legacy pickle-format file is read whole either way).
 
     Raises:
         WeightsUnavailableError: the file does not exist.
         ChecksumMismatchError: the digest differs.
-        CheckpointError: the file is not a loadable weights-only checkpoint dict.
+        CheckpointError: the file is not a loadable weights-only checkpoint dict (one line).
     """
     if not path.is_file():
         raise WeightsUnavailableError(f"expected a checkpoint file at {path}, found none")
     if expected_sha256 is not None:
         verify_sha256(path, expected_sha256)
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        mapped = mmap and zipfile.is_zipfile(path)  # torch maps only zip-format files
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except _LOAD_ERRORS as exc:
-        raise CheckpointError(f"could not load checkpoint {path}: {exc}") from exc
+        raise CheckpointError(
+            f"could not load checkpoint {path}: {_load_error_reason(exc)}"
+        ) from exc
     if not isinstance(loaded, Mapping):
         raise CheckpointError(f"expected a dict checkpoint in {path}, got {type(loaded).__name__}")
     return loaded
@@ -104,7 +128,19 @@ def extract_state_dict(checkpoint: Mapping[str, Any], *, source: str = "checkpoi
         raise CheckpointError(
             f"expected a state dict of tensors in {source}, got non-tensor entries {bad[:_SHOWN]}"
         )
+    check_has_data(inner, source=source)
     return {_strip_prefixes(str(k)): v for k, v in inner.items()}
+
+
+def check_has_data(state_dict: Mapping[str, Tensor], *, source: str) -> None:
+    """Raise `CheckpointError` when tensors of a loaded file are on the `meta` device (saved
+    without data: they have shapes, so only this tells them from weights)."""
+    empty = [str(k) for k, v in state_dict.items() if v.device.type == "meta"]
+    if empty:
+        raise CheckpointError(
+            f"expected tensors with data in {source}, got {len(empty)} meta tensors without "
+            f"data: {empty[:_SHOWN]}"
+        )
 
 
 def check_load_state_dict_errors(
@@ -204,15 +240,59 @@ def load_checkpoint(
         The raw checkpoint mapping (for retrained weights, its `spec` and `meta`).
     """
     checkpoint = read_checkpoint(path, expected_sha256=expected_sha256)
+    state_dict = _model_state_dict(checkpoint, path, expected_name=expected_name, remap=remap)
+    load_state_dict_strict(model, state_dict, source=str(path))
+    return checkpoint
+
+
+def _model_state_dict(
+    checkpoint: Mapping[str, Any],
+    path: Path,
+    *,
+    expected_name: str | None,
+    remap: Callable[[StateDict], StateDict],
+) -> StateDict:
+    """The remapped state dict of a loaded checkpoint, after its recorded model name check."""
     spec = checkpoint.get("spec")
     spec_name = spec.get("name") if isinstance(spec, Mapping) else spec
     if expected_name is not None and isinstance(spec_name, str) and spec_name != expected_name:
         raise CheckpointMismatchError(
             f"checkpoint {path} is for model {spec_name!r}, expected {expected_name!r}"
         )
-    state_dict = remap(extract_state_dict(checkpoint, source=str(path)))
-    load_state_dict_strict(model, state_dict, source=str(path))
-    return checkpoint
+    return remap(extract_state_dict(checkpoint, source=str(path)))
+
+
+def check_checkpoint_layout(
+    model: nn.Module,
+    path: Path,
+    *,
+    expected_name: str | None = None,
+    remap: Callable[[StateDict], StateDict] = identity_remap,
+) -> int:
+    """Prove that `load_checkpoint(model, path, ...)` would succeed, without loading weights.
+
+    The file is read as `load_checkpoint` reads it (weights-only, unwrapped, name-checked,
+    remapped) but memory-mapped, and only its keys and shapes are compared with `model`'s, so
+    `model` may be built on the `meta` device (`with torch.device("meta"): ...`).
+
+    Args:
+        model: The architecture; its tensors may be on the meta device.
+        path: Local checkpoint file (official `.pt` or retrained `{"model", "spec", "meta"}`).
+        expected_name: When the checkpoint records a `spec` name, it must equal this.
+        remap: Key/value conversion applied after unwrapping.
+
+    Returns:
+        The number of tensors in the file's (remapped) state dict.
+
+    Raises:
+        WeightsUnavailableError: the file does not exist.
+        CheckpointError: the file is not a weights-only checkpoint of tensors (one line).
+        CheckpointMismatchError: keys or shapes differ (the first 10 of each kind are named).
+    """
+    checkpoint = read_checkpoint(path, mmap=True)
+    state_dict = _model_state_dict(checkpoint, path, expected_name=expected_name, remap=remap)
+    check_state_dict(model.state_dict(), state_dict, source=str(path))
+    return len(state_dict)
 
 
 def save_checkpoint(

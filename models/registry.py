@@ -4,7 +4,9 @@
 (`autolabel.models.efficientvit_sam.specs`, released and `-test`) and GroundingDINO detectors
 (`autolabel.models.grounding_dino.config`). Each spec knows how to build its architecture
 (random init) and how to load local weights strictly; `create_model` adds the sha256 rule,
-eval mode and the device.
+eval mode and the device. `verify_layout` proves a local file loadable (keys and shapes against
+the architecture built on the `meta` device) without building its weights, for files whose
+release has no pinned digest.
 """
 
 from pathlib import Path
@@ -127,3 +129,28 @@ def create_model(
             digest = spec.weights.sha256
         model = spec.load(path, expected_sha256=digest if verify_sha256 else None)
     return model.eval().to(device)
+
+
+def verify_layout(name: str, path: Path | str) -> int:
+    """Prove that `create_model(name, checkpoint_path=path)` would load `path`, cheaply.
+
+    The file is read safely and as the loader reads it (`torch.load(weights_only=True)`,
+    memory-mapped; a detector's original `.pth` through its converter; a `.safetensors` header),
+    and its keys and shapes are compared with the architecture built on the `meta` device by the
+    one strict-load checker (`autolabel.models.checkpoints.check_load_state_dict_errors`, with
+    the detector's `IGNORE_MISSING` patterns). No weights are built and no digest is checked.
+
+    Args:
+        name: A key of `MODEL_SPECS`, e.g. "grounding-dino-swint-ogc".
+        path: Local weights file (for detectors also a transformers directory, which is loaded).
+
+    Returns:
+        The number of tensors the file provides.
+
+    Raises:
+        UnknownModelError: unknown name (the message lists the known names).
+        WeightsUnavailableError: `path` does not exist.
+        CheckpointError: the file cannot be read safely (a one-line message naming it).
+        CheckpointMismatchError: keys or shapes differ (the message names the first ones).
+    """
+    return get_spec(name).verify_layout(Path(path))

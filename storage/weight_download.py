@@ -6,10 +6,18 @@
   an HTTP `Range` request, verify, then atomically rename to `<filename>`.
 Offline or unreachable hosts raise `WeightsUnavailableError` naming the URL and the exact path to
 place the file by hand.
+
+`prove_weights(weight_file, weights_dir, model_name=...)` does the same and proves the file
+usable before any work starts: one sha256 of the file, recorded in the weights ledger
+(`autolabel.storage.weight_ledger`); a pinned digest must match, and a file without one must load
+into the model's architecture (`autolabel.models.registry.verify_layout`, keys and shapes only),
+which the ledger remembers per digest, so each new digest is loaded once.
 """
 
+import logging
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from http.client import HTTPResponse
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,9 +26,12 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from autolabel.models.errors import ChecksumMismatchError, WeightsUnavailableError
 from autolabel.models.weight_files import WeightFile, sha256_of
+from autolabel.storage.weight_ledger import DigestRecord, Sighting, WeightLedger
 
 _CHUNK = 1 << 20
 _TIMEOUT_S = 30.0
+
+logger = logging.getLogger(__name__)
 
 
 def _unavailable(weight_file: WeightFile, dest: Path, why: str) -> WeightsUnavailableError:
@@ -30,10 +41,12 @@ def _unavailable(weight_file: WeightFile, dest: Path, why: str) -> WeightsUnavai
     )
 
 
-def _verify(path: Path, weight_file: WeightFile) -> None:
+def _verify(path: Path, weight_file: WeightFile, got: str | None = None) -> None:
+    """Raise `ChecksumMismatchError` unless `path` (whose digest is `got`, computed when None)
+    has the pinned digest; a release without one passes."""
     if weight_file.sha256 is None:
         return
-    got = sha256_of(path)
+    got = sha256_of(path) if got is None else got
     if got != weight_file.sha256.lower():
         raise ChecksumMismatchError(
             f"checksum mismatch for {path}: expected sha256 {weight_file.sha256.lower()}, "
@@ -129,3 +142,93 @@ def ensure_weights(
         raise
     part.replace(dest)
     return dest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WeightProof:
+    """Why a local weights file can be used.
+
+    Attributes:
+        path: The file.
+        sha256: Its lowercase hex digest, computed once for this proof.
+        tensors: Tensors whose keys and shapes matched the architecture, or None when the
+            file was proven by its pinned digest instead.
+        layout_cached: The layout was proven earlier for this digest and model (ledger).
+        changed_from: The digest the ledger had for this file before, when it differs.
+    """
+
+    path: Path
+    sha256: str
+    tensors: int | None
+    layout_cached: bool = False
+    changed_from: DigestRecord | None = None
+
+
+def prove_weights(
+    weight_file: WeightFile,
+    weights_dir: Path,
+    *,
+    model_name: str,
+    download: bool = True,
+    progress: bool = True,
+    allow_http: bool = False,
+) -> WeightProof:
+    """Fetch `weight_file` like `ensure_weights`, then prove it usable by `model_name`.
+
+    The file is hashed once and the digest recorded in `<weights_dir>/weights-ledger.json`
+    (a digest that differs from the recorded one is logged as a warning and reported in
+    `changed_from`). A pinned digest must match. Without one, the file must load into the
+    architecture (`verify_layout`: safe load, keys and shapes against the model built on the
+    meta device), unless the ledger records this digest as verified for `model_name`.
+
+    Args:
+        weight_file: The release (filename, URL, pinned sha256 or None).
+        weights_dir: Directory holding weight files and the ledger.
+        model_name: Registry name of the architecture the file is for.
+        download, progress, allow_http: As for `ensure_weights`, when the file is absent.
+
+    Raises:
+        WeightsUnavailableError: missing and not downloadable.
+        ChecksumMismatchError: the digest differs from the pinned one.
+        CheckpointError, CheckpointMismatchError: an unpinned file does not load into the
+            architecture (a one-line message naming the file and the first mismatched keys).
+    """
+    path = weights_dir / weight_file.filename
+    if not path.is_file():  # a download verifies a pinned digest before the rename
+        ensure_weights(
+            weight_file, weights_dir, download=download, progress=progress, allow_http=allow_http
+        )
+    digest = sha256_of(path)
+    ledger = WeightLedger(weights_dir)
+    seen = ledger.record(path, sha256=digest)
+    changed = seen.changed_from
+    if changed is not None:
+        logger.warning(
+            "weights %s changed since %s: sha256 %s, was %s",
+            path,
+            changed.first_seen,
+            digest,
+            changed.sha256,
+        )
+    if weight_file.sha256 is not None:
+        _verify(path, weight_file, digest)
+        return WeightProof(path=path, sha256=digest, tensors=None, changed_from=changed)
+    return _prove_layout(ledger, seen, path, model_name=model_name)
+
+
+def _prove_layout(
+    ledger: WeightLedger, seen: Sighting, path: Path, *, model_name: str
+) -> WeightProof:
+    """The layout proof of an unpinned file: from the ledger when its digest was proven for
+    `model_name` before, else by `verify_layout` (then recorded)."""
+    digest, changed = seen.entry.sha256, seen.changed_from
+    cached = seen.entry.layout_verified.get(model_name)
+    if cached is not None:
+        return WeightProof(
+            path=path, sha256=digest, tensors=cached, layout_cached=True, changed_from=changed
+        )
+    from autolabel.models.registry import verify_layout  # torch and the model families: on use
+
+    tensors = verify_layout(model_name, path)
+    ledger.record_layout(path.name, sha256=digest, model_name=model_name, tensors=tensors)
+    return WeightProof(path=path, sha256=digest, tensors=tensors, changed_from=changed)

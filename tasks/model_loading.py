@@ -4,6 +4,11 @@ Random weights are drawn from a generator seeded with the model name (`seeded_ra
 never the process-wide torch RNG), so every worker process builds the same model and a resumed
 job labels its remaining images with the same (meaningless) weights: they exist for smoke runs
 and tests, and their labels are marked with the version `<name>@random`.
+
+Released weights are proven usable when a run resolves them (`resolve_segmenter`,
+`detector_version`, before any work): a pinned sha256 must match, and a file without one must
+load into its architecture (`autolabel.storage.weight_download.prove_weights`, cached per digest
+in the weights ledger), so a bad file fails the run start with a one-line `CheckpointError`.
 """
 
 import math
@@ -27,7 +32,7 @@ from autolabel.models.weight_files import WeightFile, sha256_of
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.model_versions import get_model_version, get_production_model
 from autolabel.storage.db.records import ModelVersionInfo
-from autolabel.storage.weight_download import ensure_weights
+from autolabel.storage.weight_download import ensure_weights, prove_weights
 from autolabel.tasks.resources import Resources
 
 RANDOM = "random"
@@ -79,7 +84,16 @@ class SegmenterWeights:
 
 def resolve_segmenter(name: str, resources: Resources, *, random_weights: bool) -> SegmenterWeights:
     """Resolve `name`: a released model ("efficientvit-sam-l0"), a registered version name, or
-    "<variant>@production" (the variant's production version)."""
+    "<variant>@production" (the variant's production version).
+
+    A released file is proven usable (`prove_weights`: its pinned sha256, or without one its
+    layout, cached per digest in the weights ledger); a registered version's file is checked
+    against the sha256 the registry recorded.
+
+    Raises:
+        UnknownModelError: an unknown name, or a test configuration without `random_weights`.
+        WeightsUnavailableError, ChecksumMismatchError, CheckpointError: see `prove_weights`.
+    """
     if random_weights:
         get_spec(name, family="segmenter")  # unknown names fail here, listing the known ones
         return SegmenterWeights(name, None, None, f"{name}@{RANDOM}")
@@ -93,9 +107,11 @@ def resolve_segmenter(name: str, resources: Resources, *, random_weights: bool) 
             "use it with --random-weights"
         )
     config = resources.config
-    path = ensure_weights(spec.weights, config.weights_dir, download=config.download_weights)
-    digest = spec.weights.sha256 or sha256_of(path)
-    return SegmenterWeights(name, path, spec.weights.sha256, f"{name}@{digest[:16]}")
+    proof = prove_weights(
+        spec.weights, config.weights_dir, model_name=name, download=config.download_weights
+    )
+    version = f"{name}@{proof.sha256[:16]}"
+    return SegmenterWeights(name, proof.path, spec.weights.sha256, version)
 
 
 def _registered(name: str, resources: Resources) -> SegmenterWeights:
@@ -163,13 +179,23 @@ def tokenizer_dir(weights_dir: Path) -> Path:
 
 
 def detector_version(name: str, resources: Resources, *, random_weights: bool) -> str:
-    """`<name>@<sha256 prefix>` of the detector weights, or `<name>@random`."""
+    """`<name>@<sha256 prefix>` of the detector weights, or `<name>@random`.
+
+    Called when a run starts: the weights file is proven usable first (`prove_weights`: its
+    pinned sha256, or without one its layout, cached per digest in the weights ledger).
+
+    Raises:
+        UnknownModelError: an unknown name, or a test configuration without `random_weights`.
+        WeightsUnavailableError, ChecksumMismatchError, CheckpointError: see `prove_weights`.
+    """
     if random_weights:
         return f"{name}@{RANDOM}"
     weights = _detector_weights(name)
     config = resources.config
-    path = ensure_weights(weights, config.weights_dir, download=config.download_weights)
-    return f"{name}@{(weights.sha256 or sha256_of(path))[:16]}"
+    proof = prove_weights(
+        weights, config.weights_dir, model_name=name, download=config.download_weights
+    )
+    return f"{name}@{proof.sha256[:16]}"
 
 
 def _detector_weights(name: str) -> WeightFile:

@@ -2,6 +2,11 @@
 
 Each check reports `ok`, `warn` (works, but something is worth knowing) or `fail` (a required
 piece is missing or broken). The command exits 1 when any check fails.
+
+Each known weights file present is hashed and its digest recorded in the weights ledger
+(`<weights_dir>/weights-ledger.json`, `autolabel.storage.weight_ledger`). A pinned digest must
+match; a file without one must load into its architecture (keys and shapes, proven once per
+digest); a digest that differs from the ledger's previous record is reported.
 """
 
 import json
@@ -18,8 +23,10 @@ from rich.table import Table
 from autolabel.flows.errors import FlowError
 from autolabel.flows.settings import Settings, load_settings
 from autolabel.models.errors import ModelError
-from autolabel.models.weight_files import WeightFile, sha256_of
+from autolabel.models.weight_files import WeightFile
 from autolabel.storage.errors import StorageError
+from autolabel.storage.weight_download import WeightProof, prove_weights
+from autolabel.storage.weight_ledger import LedgerEntry, WeightLedger
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -81,20 +88,49 @@ def check_weights(settings: Settings) -> Iterator[Check]:
 
     folder = settings.resolved_weights_dir
     for model_name, weights in known_weight_files():
-        yield _check_weight_file(model_name, weights, folder)
+        yield check_weight_file(model_name, weights, folder)
 
 
-def _check_weight_file(model_name: str, weights: WeightFile, folder: Path) -> Check:
+def check_weight_file(model_name: str, weights: WeightFile, folder: Path) -> Check:
+    """The doctor's line for one weights file of `model_name` in `folder`.
+
+    `warn` when absent. Otherwise the file is hashed and recorded in the ledger
+    (`prove_weights`): `fail` when its pinned sha256 differs or, without one, when it does not
+    load into the architecture (one-line reason); `warn` when it is fine but its digest differs
+    from the ledger's record ("changed since <first seen>: sha256 X, was Y"); else `ok`.
+    """
     path = folder / weights.filename
     name = f"weights {model_name}"
     if not path.is_file():
         return Check(name, "warn", f"absent: place {weights.filename} in {folder} ({weights.url})")
-    if weights.sha256 is None:
-        return Check(name, "ok", f"{path} (no pinned sha256 to verify)")
-    digest = sha256_of(path)
-    if digest != weights.sha256:
-        return Check(name, "fail", f"{path}: sha256 {digest}, expected {weights.sha256}")
-    return Check(name, "ok", f"{path} (sha256 verified)")
+    ledger = WeightLedger(folder)
+    before = ledger.entries().get(weights.filename)
+    try:
+        proof = prove_weights(
+            weights, folder, model_name=model_name, download=False, progress=False
+        )
+    except (ModelError, OSError) as exc:  # OSError: the file cannot be read
+        change = _change_note(before, ledger.entries().get(weights.filename))
+        reason = " ".join(str(exc).split())
+        return Check(name, "fail", f"{change}; {reason}" if change else reason)
+    change = _change_note(before, ledger.entries().get(weights.filename))
+    detail = f"{path}: {_proof_note(proof)}"
+    return Check(name, "warn", f"{detail}; {change}") if change else Check(name, "ok", detail)
+
+
+def _proof_note(proof: WeightProof) -> str:
+    if proof.tensors is None:
+        return f"sha256 verified ({proof.sha256[:16]})"
+    cached = ", proven earlier for this sha256" if proof.layout_cached else ""
+    return f"layout verified ({proof.tensors} tensors{cached}), sha256 {proof.sha256[:16]}"
+
+
+def _change_note(before: LedgerEntry | None, after: LedgerEntry | None) -> str:
+    """The note "changed since <first seen>: sha256 X, was Y" when the ledger's digest for the
+    file differs from the one it had before this check, else an empty string."""
+    if before is None or after is None or before.sha256 == after.sha256:
+        return ""
+    return f"changed since {before.first_seen}: sha256 {after.sha256}, was {before.sha256}"
 
 
 def check_prefect(settings: Settings) -> Check:

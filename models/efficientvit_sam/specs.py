@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from autolabel.models.checkpoints import StateDict, identity_remap, load_checkpoint
+import torch
+
+from autolabel.models.checkpoints import (
+    StateDict,
+    check_checkpoint_layout,
+    identity_remap,
+    load_checkpoint,
+)
 from autolabel.models.efficientvit_sam import build
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.weight_files import WeightFile
@@ -47,6 +54,13 @@ class SegmenterSpec:
             model, path, expected_sha256=expected_sha256, expected_name=self.name, remap=self.remap
         )
         return model
+
+    def verify_layout(self, path: Path) -> int:
+        """Prove `load` would accept `path` (keys and shapes, architecture on the meta device);
+        returns the number of tensors the file provides (`check_checkpoint_layout`)."""
+        with torch.device("meta"):
+            model = self.build()
+        return check_checkpoint_layout(model, path, expected_name=self.name, remap=self.remap)
 
 
 def _released(

@@ -122,6 +122,13 @@ class DetectorSpec:
 
         return load_detector_weights(self.build_config(), path, sha256=expected_sha256)
 
+    def verify_layout(self, path: Path) -> int:
+        """Prove `load` would accept `path` (keys and shapes, architecture on the meta device);
+        returns the number of tensors the file provides (`check_detector_layout`)."""
+        from autolabel.models.grounding_dino.checkpoint import check_detector_layout
+
+        return check_detector_layout(self.build_config(), path)
+
 
 DETECTOR_SPECS: dict[str, DetectorSpec] = {
     spec.name: spec

@@ -1,13 +1,19 @@
 """`autolabel doctor` against the real PostgreSQL server and moto S3, and with each one down."""
 
 import json
+import os
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from autolabel.flows.cli.doctor import check_weight_file
+from autolabel.models.grounding_dino import tiny_test_config
+from autolabel.models.weight_files import WeightFile, sha256_of
 from tests.conftest import PostgresDatabases, free_port
 from tests.integration.cli.conftest import run_cli
+from tests.unit.models.original_layout import write_original_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +135,54 @@ def test_every_command_has_help() -> None:
         assert runner.invoke(app, ["db", sub, "--help"]).exit_code == 0
     version = runner.invoke(app, ["--version"])
     assert version.output.startswith("autolabel ")
+
+
+def test_doctor_fails_on_unloadable_unpinned_weights_and_notices_a_change(
+    base_env: dict[str, str],
+) -> None:
+    """Random bytes under the released GroundingDINO filename (whose digest is not pinned) are a
+    `fail` line and exit code 1; after the content changes, the next run says so."""
+    path = Path(base_env["AUTOLABEL_HOME"]) / "weights" / "groundingdino_swint_ogc.pth"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(os.urandom(4096))
+    first_digest = sha256_of(path)
+    result = run_cli(["doctor", "--json"], base_env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = checks(result)["weights grounding-dino-swint-ogc"]
+    assert line["status"] == "fail"
+    assert str(path) in line["detail"]
+    assert "\n" not in line["detail"]
+    ledger = json.loads((path.parent / "weights-ledger.json").read_text())
+    assert ledger["files"][path.name]["sha256"] == first_digest
+
+    path.write_bytes(os.urandom(4096))
+    result = run_cli(["doctor", "--json"], base_env)
+    assert result.returncode == 1
+    line = checks(result)["weights grounding-dino-swint-ogc"]
+    assert line["status"] == "fail"
+    assert f"sha256 {sha256_of(path)}, was {first_digest}" in line["detail"]
+    assert "changed since " in line["detail"]
+
+
+def test_doctor_line_for_valid_unpinned_weights(tmp_path: Path) -> None:
+    """The `ok` and `warn` paths of a weights line. A valid GroundingDINO-SwinT file is 700 MB,
+    too big to write in a test, so the line is built by the doctor's own check function for a
+    `WeightFile` without a pinned digest pointing at a small original-layout checkpoint of the
+    registered test architecture (`grounding-dino-test`): the same code path as the released
+    files, on a smaller architecture."""
+    weights = WeightFile(filename="tiny.pth", url="https://example.invalid/tiny.pth")
+    path = write_original_checkpoint(tiny_test_config(), tmp_path / weights.filename)
+    first = check_weight_file("grounding-dino-test", weights, tmp_path)
+    assert first.status == "ok"
+    assert first.detail == f"{path}: layout verified (290 tensors), sha256 {sha256_of(path)[:16]}"
+    cached = check_weight_file("grounding-dino-test", weights, tmp_path)
+    assert cached.status == "ok"
+    assert "proven earlier for this sha256" in cached.detail
+
+    old_digest = sha256_of(path)
+    write_original_checkpoint(tiny_test_config(), path, seed=1)
+    changed = check_weight_file("grounding-dino-test", weights, tmp_path)
+    assert changed.status == "warn"
+    assert "layout verified (290 tensors)" in changed.detail
+    assert f"sha256 {sha256_of(path)}, was {old_digest}" in changed.detail
+    assert check_weight_file("grounding-dino-test", weights, tmp_path).status == "ok"

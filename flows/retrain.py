@@ -3,7 +3,8 @@
     starting point (production version, else released weights) -> fine-tune on `data`
     (checkpointed to, and resumed from, `<storage_url>/training/<key>/`)
     -> evaluate candidate and starting point on `holdout` -> register the candidate (weights in
-    the model store, sha256, metrics) -> promote it when it beats production by `margin`
+    the model store, sha256, metrics) -> promote it when it beats production by `margin`, unless
+    either evaluation skipped more than `max_skipped_fraction` of its items (no decision then)
 
 Its deployment (deploy/prefect.yaml) runs on a schedule and on the `autolabel.sa1b.landed`
 event, with a concurrency limit of 1 so that two retrainings never overlap.
@@ -18,11 +19,11 @@ from autolabel.flows.resources import process_resources
 from autolabel.flows.settings import get_settings
 from autolabel.tasks.resources import bound
 from autolabel.tasks.training.retrain import (
-    PROMOTION_METRIC,
     ModelScore,
     RetrainRequest,
     RetrainResult,
-    should_promote,
+    decide_promotion,
+    training_counts,
 )
 from autolabel.tasks.training.training_tasks import (
     evaluate_weights,
@@ -36,15 +37,22 @@ __all__ = ["RetrainRequest", "RetrainResult", "retrain_sam"]
 
 
 def _report(result: RetrainResult) -> str:
-    rows = ["| model | " + " | ".join(sorted(result.candidate.metrics)) + " |"]
-    rows.append("|---" * (len(result.candidate.metrics) + 1) + "|")
+    names = sorted(result.candidate.metrics)
+    rows = ["| model | images used | skipped | " + " | ".join(names) + " |"]
+    rows.append("|---" * (len(names) + 3) + "|")
     for score in (result.candidate, result.production):
         if score is not None:
-            values = " | ".join(f"{score.metrics[k]:.4f}" for k in sorted(score.metrics))
-            rows.append(f"| {score.name} | {values} |")
+            values = " | ".join(f"{score.metrics.get(k, float('nan')):.4f}" for k in names)
+            rows.append(f"| {score.name} | {score.items.used} | {score.items.skipped} | {values} |")
     verdict = "promoted" if result.promoted else "not promoted"
     training = f"Training: `{result.training_url}` (resumed at step {result.resumed_from_step})"
-    return "\n".join([f"# Retraining: {verdict}", "", result.reason, "", training, "", *rows])
+    data = (
+        f"Training samples: {result.training_data.used} used, "
+        f"{result.training_data.skipped} bad items skipped"
+    )
+    return "\n".join(
+        [f"# Retraining: {verdict}", "", result.reason, "", training, "", data, "", *rows]
+    )
 
 
 @flow(name="retrain-sam", validate_parameters=True)
@@ -65,21 +73,19 @@ def _retrain(request: RetrainRequest) -> RetrainResult:
             trained["resumed_from_step"],
             request.max_steps,
         )
-        candidate_metrics = evaluate_weights(request, str(trained["weights"]))
-        baseline_metrics = evaluate_weights(request, start_weights)
-        name, uri = register_candidate(request, trained, candidate_metrics)
-    baseline = ModelScore(name=start_name or "random-init", metrics=baseline_metrics)
-    promoted, reason = should_promote(
-        candidate_metrics[PROMOTION_METRIC],
-        baseline_metrics[PROMOTION_METRIC],
-        request.margin,
-        baseline_name=baseline.name,
+        candidate_eval = evaluate_weights(request, str(trained["weights"]))
+        baseline_eval = evaluate_weights(request, start_weights)
+        name, uri = register_candidate(request, trained, candidate_eval.registry_metrics())
+    candidate = ModelScore(name=name, metrics=candidate_eval.metrics, items=candidate_eval.items)
+    baseline = ModelScore(
+        name=start_name or "random-init", metrics=baseline_eval.metrics, items=baseline_eval.items
     )
+    promoted, reason = decide_promotion(candidate, baseline, request)
     if promoted:
         promote(name)
     final_loss = trained["final_loss"]
     result = RetrainResult(
-        candidate=ModelScore(name=name, metrics=candidate_metrics),
+        candidate=candidate,
         production=baseline,
         promoted=promoted,
         reason=reason,
@@ -88,6 +94,7 @@ def _retrain(request: RetrainRequest) -> RetrainResult:
         final_loss=float(final_loss) if isinstance(final_loss, int | float) else None,
         training_url=str(trained["training_url"]),
         resumed_from_step=int(str(trained["resumed_from_step"])),
+        training_data=training_counts(trained),
     )
     logger.info("candidate %s: %s", name, reason)
     create_markdown_artifact(_report(result), key="retrain-sam-result")

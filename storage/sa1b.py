@@ -1,13 +1,19 @@
-"""SA-1B per-image JSON: records, folders, tar shards, and conversion to and from COCO.
+"""SA-1B per-image JSON: records, folders and tar shards (COCO conversion: `sa1b_coco`).
 
 One SA-1B sample is an image plus `<stem>.json`:
 `{"image": {image_id, width, height, file_name}, "annotations": [{id, segmentation (compressed
 RLE), bbox (xywh px), area, predicted_iou, stability_score, point_coords ([[x, y]] px),
 crop_box (xywh px)}]}`. SA-1B is distributed as tar shards (`sa_000000.tar` holding `sa_1.jpg`,
 `sa_1.json`, ...). Shards are read as streams (`autolabel.storage.tar_stream`): members are never
-extracted to paths taken from the archive, and image and JSON members must sit next to each other
-(as in SA-1B) so that memory stays bounded. Names inside records are untrusted and validated like
-object-store keys before any file is touched.
+extracted to paths taken from the archive, and image and JSON members are expected next to each
+other (as in SA-1B) so that memory stays bounded. Names inside records are untrusted and
+validated like object-store keys before any file is touched.
+
+Readers never stop at a bad item: a malformed JSON, an RLE whose size differs from its image
+block, a JSON naming a missing image (or one outside the folder), an image without its JSON (or
+the reverse) is yielded as one `BadSample` naming it, with the reason, and reading goes on with
+the next item. Only a truncated or damaged tar ends its shard early, with one `BadSample` naming
+the shard (the samples before the damage were already yielded).
 """
 
 import io
@@ -19,19 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-import numpy as np
-import numpy.typing as npt
-from scipy import ndimage  # type: ignore[import-untyped]
-
-from autolabel.storage.coco import (
-    annotation_record,
-    category_record,
-    image_record,
-    read_coco,
-    segmentation_to_rle,
-)
 from autolabel.storage.errors import FormatError, UnsafeKeyError
-from autolabel.storage.rle import Rle, decode_rle, rle_areas, rle_bboxes
+from autolabel.storage.rle import Rle
 from autolabel.storage.tar_stream import iter_tar
 from autolabel.storage.urls import validate_key
 
@@ -90,7 +85,25 @@ class Sa1bSample:
     image_bytes: bytes
 
 
-def _box(value: Any, what: str) -> tuple[float, float, float, float]:
+@dataclass(frozen=True, slots=True)
+class BadSample:
+    """An item of a folder or shard that cannot be used; readers yield it and go on.
+
+    Attributes:
+        name: `<shard>:<member>` or the file path; the shard alone when its rest is unreadable.
+        reason: What was expected and what was found.
+    """
+
+    name: str
+    reason: str
+
+
+def as_box_xywh(value: Any, what: str) -> tuple[float, float, float, float]:
+    """A box (x, y, width, height) in pixels from 4 numbers (`what` names it in errors).
+
+    Raises:
+        ValueError: Not 4 numbers.
+    """
     if not isinstance(value, list | tuple) or len(value) != 4:
         raise ValueError(f"expected {what} as 4 numbers, got {str(value)[:40]}")
     x, y, w, h = (float(v) for v in value)
@@ -100,18 +113,46 @@ def _box(value: Any, what: str) -> tuple[float, float, float, float]:
 def _annotation(raw: Mapping[str, Any], height: int, width: int) -> Sa1bAnnotation:
     seg = raw["segmentation"]
     if [int(s) for s in seg["size"]] != [height, width] or not isinstance(seg["counts"], str):
-        raise ValueError(f"expected an RLE of size [{height}, {width}] with string counts")
+        counts = type(seg["counts"]).__name__
+        raise ValueError(
+            f"annotation {raw.get('id')}: expected an RLE of size [{height}, {width}] (the image "
+            f"block's) with string counts, got size {seg['size']} and {counts} counts"
+        )
     points = tuple((float(p[0]), float(p[1])) for p in raw.get("point_coords", ()))
     return Sa1bAnnotation(
         id=int(raw["id"]),
         segmentation=Rle(size=[height, width], counts=seg["counts"]),
-        bbox_xywh_px=_box(raw["bbox"], "bbox"),
+        bbox_xywh_px=as_box_xywh(raw["bbox"], "bbox"),
         area=float(raw["area"]),
         predicted_iou=float(raw["predicted_iou"]),
         stability_score=float(raw["stability_score"]),
         point_coords=points,
-        crop_box=_box(raw.get("crop_box", [0, 0, width, height]), "crop_box"),
+        crop_box=as_box_xywh(raw.get("crop_box", [0, 0, width, height]), "crop_box"),
     )
+
+
+_PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, UnsafeKeyError)
+
+
+def _parse(data: bytes | str | Mapping[str, Any]) -> Sa1bRecord:
+    doc = json.loads(data) if isinstance(data, bytes | str) else data
+    img = doc["image"]
+    image = Sa1bImage(
+        image_id=int(img["image_id"]),
+        width=int(img["width"]),
+        height=int(img["height"]),
+        file_name=validate_key(str(img["file_name"])),
+    )
+    anns = tuple(_annotation(a, image.height, image.width) for a in doc["annotations"])
+    return Sa1bRecord(image=image, annotations=anns)
+
+
+def _record_or_reason(data: bytes) -> Sa1bRecord | str:
+    """The record of one SA-1B JSON document, or why it is not one."""
+    try:
+        return _parse(data)
+    except _PARSE_ERRORS as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def parse_record(data: bytes | str | Mapping[str, Any], *, name: str) -> Sa1bRecord:
@@ -121,18 +162,9 @@ def parse_record(data: bytes | str | Mapping[str, Any], *, name: str) -> Sa1bRec
         FormatError: Not JSON, or a missing/ill-typed field (the message names `name`).
     """
     try:
-        doc = json.loads(data) if isinstance(data, bytes | str) else data
-        img = doc["image"]
-        image = Sa1bImage(
-            image_id=int(img["image_id"]),
-            width=int(img["width"]),
-            height=int(img["height"]),
-            file_name=validate_key(str(img["file_name"])),
-        )
-        anns = tuple(_annotation(a, image.height, image.width) for a in doc["annotations"])
-    except (ValueError, KeyError, TypeError, IndexError, UnsafeKeyError) as exc:
+        return _parse(data)
+    except _PARSE_ERRORS as exc:
         raise FormatError(f"SA-1B JSON {name}: {type(exc).__name__}: {exc}") from exc
-    return Sa1bRecord(image=image, annotations=anns)
 
 
 def record_to_json(record: Sa1bRecord) -> dict[str, Any]:
@@ -165,24 +197,39 @@ def _json_name(file_name: str) -> str:
     return str(PurePosixPath(file_name).with_suffix(".json"))
 
 
-def read_folder(folder: Path) -> Iterator[Sa1bSample]:
+def read_folder(folder: Path) -> Iterator[Sa1bSample | BadSample]:
     """Samples of a folder of `<stem>.json` + image pairs, in JSON file name order.
 
-    Raises:
-        FormatError: A malformed JSON, or an image named by a JSON that is missing or outside
-            the folder.
+    A malformed JSON, or one naming an image that is missing or outside the folder, is one
+    `BadSample` (named by the JSON's path); after the JSONs, each image that no JSON names and
+    that has no `<stem>.json` next to it is one `BadSample` (named by its path).
     """
     root = folder.resolve()
+    named: set[Path] = set()
     for json_path in sorted(root.rglob("*.json")):
-        rel = json_path.relative_to(root).as_posix()
-        record = parse_record(json_path.read_bytes(), name=str(json_path))
-        image_path = (json_path.parent / record.image.file_name).resolve()
-        if not image_path.is_relative_to(root) or not image_path.is_file():
-            raise FormatError(
-                f"SA-1B folder {folder}: {rel} names image {record.image.file_name!r}, expected "
-                "a file next to it inside the folder"
-            )
-        yield Sa1bSample(record=record, image_bytes=image_path.read_bytes())
+        yield _folder_sample(root, json_path, named)
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.resolve() in named:
+            continue
+        if not path.with_suffix(".json").is_file():
+            reason = f"expected {path.with_suffix('.json').name} next to this image, found none"
+            yield BadSample(name=str(path), reason=reason)
+
+
+def _folder_sample(root: Path, json_path: Path, named: set[Path]) -> Sa1bSample | BadSample:
+    """The sample of one JSON file of a folder (its image is added to `named`)."""
+    record = _record_or_reason(json_path.read_bytes())
+    if isinstance(record, str):
+        return BadSample(name=str(json_path), reason=record)
+    image_path = (json_path.parent / record.image.file_name).resolve()
+    if not image_path.is_relative_to(root) or not image_path.is_file():
+        return BadSample(
+            name=str(json_path),
+            reason=f"names image {record.image.file_name!r}, expected a file next to it inside "
+            f"the folder {root}, found none",
+        )
+    named.add(image_path)
+    return Sa1bSample(record=record, image_bytes=image_path.read_bytes())
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -209,42 +256,79 @@ def write_folder(folder: Path, samples: Iterable[Sa1bSample]) -> int:
     return n
 
 
-def read_shard(source: Path | BinaryIO, *, name: str | None = None) -> Iterator[Sa1bSample]:
+# (stem, is_json) -> (member name, image bytes | JSON record | why the JSON is unreadable)
+_Waiting = dict[tuple[str, bool], tuple[str, bytes | Sa1bRecord | str]]
+
+
+def read_shard(
+    source: Path | BinaryIO, *, name: str | None = None
+) -> Iterator[Sa1bSample | BadSample]:
     """Stream the samples of an SA-1B tar shard (plain or compressed), in archive order.
+
+    Bad items are yielded as `BadSample`s named `<name>:<member>` and reading goes on: a
+    malformed JSON (its image is dropped with it), and a member whose image/JSON partner does not
+    come within `MAX_PENDING_MEMBERS` members (memory stays bounded; reported when it leaves that
+    window, or at the end). A truncated or damaged shard ends with one `BadSample` named `name`.
 
     Args:
         source: Shard path, or a readable binary stream (e.g. `ObjectStore.open(key)`).
-        name: How to name the shard in errors (default: the path).
-
-    Raises:
-        FormatError: Truncated or damaged shard, malformed JSON, an image without its JSON (or
-            the reverse), or image/JSON pairs that are not next to each other.
+        name: How to name the shard in bad items (default: the path).
     """
     label = name or (str(source) if isinstance(source, Path) else "<shard stream>")
-    images: dict[str, bytes] = {}
-    records: dict[str, Sa1bRecord] = {}
-    for member, data in iter_tar(source, name=label):
-        path = PurePosixPath(member)
-        stem = str(path.with_suffix(""))
-        if path.suffix.lower() == ".json":
-            records[stem] = parse_record(data, name=f"{label}:{member}")
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
-            images[stem] = data
+    waiting: _Waiting = {}
+    members = iter_tar(source, name=label)
+    while True:
+        try:
+            entry = next(members, None)
+        except FormatError as exc:
+            yield BadSample(name=label, reason=str(exc))
+            return
+        if entry is None:
+            break
+        yield from _add_member(label, entry, waiting)
+    for key, value in waiting.items():
+        yield _unpaired(label, key, value)
+
+
+def _add_member(
+    label: str, entry: tuple[str, bytes], waiting: _Waiting
+) -> Iterator[Sa1bSample | BadSample]:
+    """Pair one shard member with its waiting partner, or let it wait (evicting the oldest)."""
+    member, data = entry
+    path = PurePosixPath(member)
+    suffix = path.suffix.lower()
+    if suffix != ".json" and suffix not in IMAGE_SUFFIXES:
+        return
+    stem, is_json = str(path.with_suffix("")), suffix == ".json"
+    key, mine = (stem, is_json), (member, _record_or_reason(data) if is_json else data)
+    partner = waiting.pop((stem, not is_json), None)
+    if partner is not None:
+        (json_member, record), (_, image) = (mine, partner) if is_json else (partner, mine)
+        if isinstance(record, Sa1bRecord) and isinstance(image, bytes):
+            yield Sa1bSample(record=record, image_bytes=image)
         else:
-            continue
-        if stem in images and stem in records:
-            yield Sa1bSample(record=records.pop(stem), image_bytes=images.pop(stem))
-        elif len(images) + len(records) > MAX_PENDING_MEMBERS:
-            raise FormatError(
-                f"SA-1B shard {label}: expected each image next to its JSON, but "
-                f"{len(images) + len(records)} members wait for their pair (e.g. {member!r})"
-            )
-    unpaired = sorted(images) + sorted(records)
-    if unpaired:
-        raise FormatError(
-            f"SA-1B shard {label}: {len(unpaired)} members without their image/JSON pair, "
-            f"e.g. {unpaired[:3]}"
-        )
+            yield BadSample(name=f"{label}:{json_member}", reason=str(record))
+        return
+    if key in waiting:  # the same stem twice: the first one has lost its chance of a pair
+        yield _unpaired(label, key, waiting.pop(key))
+    waiting[key] = mine
+    if len(waiting) > MAX_PENDING_MEMBERS:
+        oldest = next(iter(waiting))
+        yield _unpaired(label, oldest, waiting.pop(oldest))
+
+
+def _unpaired(
+    label: str, key: tuple[str, bool], value: tuple[str, bytes | Sa1bRecord | str]
+) -> BadSample:
+    member, payload = value
+    if isinstance(payload, str):  # a JSON that could not be parsed
+        return BadSample(name=f"{label}:{member}", reason=payload)
+    partner = "image" if key[1] else "JSON"
+    return BadSample(
+        name=f"{label}:{member}",
+        reason=f"expected its {partner} within {MAX_PENDING_MEMBERS} members of it (SA-1B "
+        f"keeps each image next to its JSON), found none",
+    )
 
 
 def write_shard(path: Path, samples: Iterable[Sa1bSample]) -> int:
@@ -270,98 +354,3 @@ def write_shard(path: Path, samples: Iterable[Sa1bSample]) -> int:
     finally:
         Path(tmp.name).unlink(missing_ok=True)
     return n
-
-
-def _interior_point(mask_hw: npt.NDArray[np.bool_]) -> tuple[tuple[float, float], ...]:
-    """The mask pixel farthest from the background, as one [x, y] prompt (pixel center)."""
-    if not mask_hw.any():
-        return ()
-    depth = ndimage.distance_transform_edt(np.pad(mask_hw, 1))[1:-1, 1:-1]
-    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return ((float(col) + 0.5, float(row) + 0.5),)
-
-
-def coco_to_sa1b(doc: Mapping[str, Any]) -> Iterator[Sa1bRecord]:
-    """SA-1B records of a COCO instances document (one per image, ids kept).
-
-    Ground truth has no model scores: `predicted_iou` and `stability_score` default to 1.0 unless
-    the annotation carries them; `point_coords` defaults to the mask's most interior pixel (so it
-    can serve as a training prompt); `crop_box` to the whole image. Crowd annotations are kept.
-
-    Raises:
-        FormatError: A malformed document or segmentation.
-    """
-    coco = read_coco(doc)
-    by_image: dict[int, list[Mapping[str, Any]]] = {}
-    for ann in coco["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
-    for im in coco["images"]:
-        height, width = int(im["height"]), int(im["width"])
-        anns = by_image.get(im["id"], [])
-        rles = [segmentation_to_rle(a["segmentation"], height=height, width=width) for a in anns]
-        areas, boxes = rle_areas(rles), rle_bboxes(rles)
-        yield Sa1bRecord(
-            image=Sa1bImage(
-                image_id=int(im["id"]), width=width, height=height, file_name=im["file_name"]
-            ),
-            annotations=tuple(
-                Sa1bAnnotation(
-                    id=int(a["id"]),
-                    segmentation=rle,
-                    bbox_xywh_px=_box(a.get("bbox") or boxes[i].tolist(), "bbox"),
-                    area=float(a.get("area", areas[i])),
-                    predicted_iou=float(a.get("predicted_iou", 1.0)),
-                    stability_score=float(a.get("stability_score", 1.0)),
-                    point_coords=tuple((float(p[0]), float(p[1])) for p in a["point_coords"])
-                    if a.get("point_coords")
-                    else _interior_point(decode_rle(rle)),
-                    crop_box=_box(a.get("crop_box", [0, 0, width, height]), "crop_box"),
-                )
-                for i, (a, rle) in enumerate(zip(anns, rles, strict=True))
-            ),
-        )
-
-
-def sa1b_to_coco(records: Iterable[Sa1bRecord], *, category_name: str = "object") -> dict[str, Any]:
-    """A COCO instances document of SA-1B records (class-agnostic: one category, id 1).
-
-    SA-1B fields without a COCO equivalent (predicted_iou, stability_score, point_coords,
-    crop_box) are kept as extra annotation keys, so `coco_to_sa1b` restores them.
-
-    Raises:
-        FormatError: Two annotations share an id, or an id is below 1 (COCOeval treats id 0
-            as "unmatched", which silently lowers scores).
-    """
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for record in records:
-        img = record.image
-        images.append(
-            image_record(
-                image_id=img.image_id, file_name=img.file_name, width=img.width, height=img.height
-            )
-        )
-        for a in record.annotations:
-            if a.id in seen or a.id < 1:
-                raise FormatError(f"expected unique SA-1B annotation ids >= 1, got {a.id}")
-            seen.add(a.id)
-            extra = {
-                "predicted_iou": a.predicted_iou,
-                "stability_score": a.stability_score,
-                "point_coords": [list(p) for p in a.point_coords],
-                "crop_box": list(a.crop_box),
-            }
-            annotations.append(
-                annotation_record(
-                    annotation_id=a.id,
-                    image_id=img.image_id,
-                    category_id=1,
-                    bbox_xywh_px=a.bbox_xywh_px,
-                    area=a.area,
-                    segmentation=a.segmentation,
-                    extra=extra,
-                )
-            )
-    categories = [category_record(category_id=1, name=category_name)]
-    return {"images": images, "annotations": annotations, "categories": categories}

@@ -7,6 +7,8 @@ training tests and the demo; deterministic for a given seed.
 """
 
 import io
+import json
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,14 @@ import numpy.typing as npt
 from PIL import Image, ImageDraw
 
 from autolabel.storage.rle import encode_mask, rle_bboxes
-from autolabel.storage.sa1b import Sa1bAnnotation, Sa1bImage, Sa1bRecord, Sa1bSample, write_shard
+from autolabel.storage.sa1b import (
+    Sa1bAnnotation,
+    Sa1bImage,
+    Sa1bRecord,
+    Sa1bSample,
+    record_to_json,
+    write_shard,
+)
 
 MIN_AREA_PX = 16
 DEFAULT_RADIUS = (0.04, 0.3)
@@ -169,3 +178,44 @@ def write_synthetic_shards(
         write_shard(path, samples)
         paths.append(path)
     return paths
+
+
+def write_with_bad_rles(
+    folder: Path,
+    *,
+    count: int,
+    bad_ids: set[int],
+    seed: int,
+    shard_name: str | None = None,
+    height: int = 48,
+    width: int = 64,
+) -> list[Sa1bSample]:
+    """Write `count` synthetic samples (image ids 1, 2, ...) into `folder`, as image + JSON pairs
+    or, with `shard_name`, as one tar shard; the JSON of each image id in `bad_ids` has an RLE
+    whose `size` is one row taller than its image block (a bad item for every reader).
+
+    Returns:
+        All the samples, the bad ones included, in order.
+    """
+    samples = list(iter_synthetic_samples(count, seed=seed, height=height, width=width))
+    members: list[tuple[str, bytes]] = []
+    for sample in samples:
+        doc = record_to_json(sample.record)
+        if sample.record.image.image_id in bad_ids:
+            if not doc["annotations"]:
+                raise ValueError(f"expected annotations in sample {sample.record.image.image_id}")
+            doc["annotations"][0]["segmentation"]["size"] = [height + 1, width]
+        name = sample.record.image.file_name
+        members.append((name, sample.image_bytes))
+        members.append((str(Path(name).with_suffix(".json")), json.dumps(doc).encode()))
+    folder.mkdir(parents=True, exist_ok=True)
+    if shard_name is None:
+        for name, data in members:
+            (folder / name).write_bytes(data)
+        return samples
+    with tarfile.open(folder / shard_name, "w") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return samples

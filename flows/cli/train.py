@@ -2,7 +2,9 @@
 
 `autolabel train` runs as one process, or one process per GPU under torchrun:
 `torchrun --nproc_per_node 8 "$(which autolabel)" train --data s3://... ...` (see
-docs/training.md). Both commands print JSON results; `eval` also writes them to `--json`.
+docs/training.md). Both commands print JSON results; `eval` also writes them to `--json`. Bad
+items (unreadable samples, shards, images) are skipped, never the rest of their source: `train`
+lists them under `bad_data`, `eval` under `skipped_items` and on stderr, one line each.
 """
 
 import json
@@ -73,7 +75,9 @@ def train(
         "last_loss": result.losses[-1] if result.losses else None,
         "weights": str(result.weights) if result.weights else None,
         "sha256": result.sha256,
-        "bad_data": result.bad_data,
+        "samples_used": result.samples_used,
+        "samples_skipped": result.samples_skipped,
+        "bad_data": [{"name": b.name, "reason": b.reason} for b in result.bad_data],
     }
     typer.echo(json.dumps(summary))
     if result.interrupted:
@@ -99,7 +103,7 @@ def evaluate(
 ) -> None:
     """Box mIoU (all/small/medium/large), click mIoU at 1/3/5 clicks, optional COCO mask mAP."""
     settings = load_settings()
-    metrics = evaluate_model(
+    report = evaluate_model(
         EvalRequest(
             data=data,
             model=model,
@@ -112,8 +116,13 @@ def evaluate(
             s3=s3_config(settings),
         )
     )
+    for bad in report.skipped:
+        typer.echo(f"skipped {bad.name}: {bad.reason}", err=True)
     out: dict[str, object] = {"model": model, "checkpoint": str(checkpoint) if checkpoint else None}
-    out.update(_finite(metrics))
+    out.update(_finite(report.metrics))
+    out["images"] = report.images_used
+    out["skipped"] = report.images_skipped
+    out["skipped_items"] = [{"name": b.name, "reason": b.reason} for b in report.skipped]
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(out, indent=2))
     typer.echo(json.dumps(out))

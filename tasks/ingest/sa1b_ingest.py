@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from autolabel.storage.sa1b import read_shard
+from autolabel.storage.sa1b import BadSample, read_shard
 from autolabel.tasks.resources import Resources
 
 
@@ -16,22 +16,31 @@ class Sa1bIngestResult(BaseModel):
     url: str = Field(description="Store URL (folder) the shards went to.")
     uploaded: list[str] = Field(default_factory=list, description="Shard file names uploaded.")
     skipped: dict[str, str] = Field(
-        default_factory=dict, description="Unreadable shard file name -> reason."
+        default_factory=dict,
+        description="Shard file name -> each of its bad items by name, with the reason.",
     )
 
 
 def validate_shards(folder: Path) -> tuple[list[Path], dict[str, str]]:
-    """(readable shards, unreadable shard name -> reason) among `folder`'s `*.tar` files."""
+    """(readable shards, shard name -> reason) among `folder`'s `*.tar` files.
+
+    A shard with any bad item (see `autolabel.storage.sa1b.read_shard`) is skipped whole; its
+    reason names every bad item with the item's reason, separated by "; ".
+    """
     good, bad = [], {}
     for path in sorted(folder.glob("*.tar")):
         try:
             with path.open("rb") as stream:
-                for _ in read_shard(stream, name=path.name):
-                    pass
-        except (ValueError, OSError) as exc:
-            bad[path.name] = str(exc)
+                items = [i for i in read_shard(stream, name=path.name) if isinstance(i, BadSample)]
+        except OSError as exc:
+            bad[path.name] = f"cannot read the file: {exc}"
             continue
-        good.append(path)
+        if items:
+            bad[path.name] = f"{len(items)} bad item(s): " + "; ".join(
+                f"{item.name}: {item.reason}" for item in items
+            )
+        else:
+            good.append(path)
     return good, bad
 
 

@@ -9,8 +9,12 @@ reads every unit and keeps every slots-th sample. Nothing is held beyond the cur
 All randomness of a sample (flip, which masks, prompts) comes from a generator seeded with
 `(seed, epoch, unit, position of the sample in the unit)`, independent of how the data is split,
 so a stream resumed from a `position` yields exactly the samples that an uninterrupted stream
-would have yielded next. A truncated or malformed unit yields a `BadData` item naming it (and
-is logged); the stream goes on with the next unit.
+would have yielded next. Every bad item is logged and yielded as a `BadData` naming it, with the
+reason, and the stream goes on with the next sample of the same unit: a malformed JSON, an RLE of
+another size than its image, a missing or unpaired image (see `autolabel.storage.sa1b`), an
+undecodable image or one of another size than its record. A bad item takes its place in the unit
+like a sample (positions and seeds count it), so exactly one slot reports it. A damaged shard is
+read up to the damage and then reported by name; a unit that cannot be opened is reported whole.
 """
 
 import logging
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -30,7 +35,7 @@ from autolabel.storage.errors import FormatError, InvalidImageError, StorageErro
 from autolabel.storage.images import decode_image
 from autolabel.storage.objectstore import open_store
 from autolabel.storage.rle import decode_rle
-from autolabel.storage.sa1b import Sa1bSample, read_folder, read_shard
+from autolabel.storage.sa1b import BadSample, Sa1bSample, read_folder, read_shard
 from autolabel.storage.urls import join_url
 
 log = logging.getLogger(__name__)
@@ -55,17 +60,12 @@ class DataItem:
     sample: PromptedSample
 
 
-@dataclass(frozen=True, slots=True)
-class BadData:
-    """A unit (or one sample in it) that could not be read, reported instead of aborting.
+BadData = BadSample
+"""A unit, or one item of it, that could not be used: reported (and logged) instead of aborting.
 
-    Attributes:
-        name: The shard key or path, or `<shard>:<file name>` for one sample.
-        reason: The error message.
-    """
-
-    name: str
-    reason: str
+`name` is the shard URL or folder path, `<shard>:<member>` or a file path for one item; `reason`
+says what was expected and what was found.
+"""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +114,52 @@ class StreamPosition:
         return cls(epoch=epoch, consumed={str(k): int(v) for k, v in consumed.items()})
 
 
+@dataclass(slots=True)
+class DataTally:
+    """What a rank's stream gave to training, over all its epochs (an item read again counts again).
+
+    Attributes:
+        used: Samples taken into optimiser steps.
+        skipped: Bad items met (each is yielded as `BadData` and skipped).
+        bad: Name -> reason of each bad item, first met first.
+    """
+
+    used: int = 0
+    skipped: int = 0
+    bad: dict[str, str] = field(default_factory=dict)
+
+    def count(self, item: DataItem | BadData) -> None:
+        """Record that `item` was used (a `DataItem`) or skipped (a `BadData`)."""
+        if isinstance(item, DataItem):
+            self.used += 1
+            return
+        self.skipped += 1
+        self.bad.setdefault(item.name, item.reason)
+
+    def merge(self, other: "DataTally") -> None:
+        """Add `other`'s counts and bad items (another rank's) to this one."""
+        self.used += other.used
+        self.skipped += other.skipped
+        for name, reason in other.bad.items():
+            self.bad.setdefault(name, reason)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict for checkpoints."""
+        return {"used": self.used, "skipped": self.skipped, "bad": dict(self.bad)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> "DataTally":
+        """Inverse of `to_dict`."""
+        used, skipped, bad = data.get("used", 0), data.get("skipped", 0), data.get("bad", {})
+        if (
+            not isinstance(used, int)
+            or not isinstance(skipped, int)
+            or not isinstance(bad, Mapping)
+        ):
+            raise ValueError(f"expected a data tally dict, got {dict(data)}")
+        return cls(used=used, skipped=skipped, bad={str(k): str(v) for k, v in bad.items()})
+
+
 def list_units(source: str, *, s3: S3Config | None = None) -> list[str]:
     """Sorted shard keys of `source`, or `[FOLDER_UNIT]` for a local folder of JSON pairs.
 
@@ -136,6 +182,23 @@ def list_units(source: str, *, s3: S3Config | None = None) -> list[str]:
     return keys
 
 
+def sample_rgb(raw: Sa1bSample) -> npt.NDArray[np.uint8]:
+    """The decoded (H, W, 3) uint8 RGB image of a sample, checked against its record's size.
+
+    Raises:
+        InvalidImageError: the image cannot be decoded.
+        FormatError: the image size differs from its record.
+    """
+    rgb = decode_image(raw.image_bytes).rgb
+    height, width = raw.record.image.height, raw.record.image.width
+    if rgb.shape[:2] != (height, width):
+        raise FormatError(
+            f"expected a {height}x{width} image (its record's size), got "
+            f"{rgb.shape[0]}x{rgb.shape[1]}"
+        )
+    return rgb
+
+
 def decode_sample(
     raw: Sa1bSample, config: StreamConfig, rng: np.random.Generator
 ) -> PromptedSample | None:
@@ -143,14 +206,10 @@ def decode_sample(
 
     Raises:
         InvalidImageError: the image cannot be decoded.
-        FormatError: the image size differs from its record.
+        FormatError: the image size differs from its record, or a mask is not a valid RLE.
     """
     record = raw.record
-    rgb = decode_image(raw.image_bytes).rgb
-    if rgb.shape[:2] != (record.image.height, record.image.width):
-        raise FormatError(
-            f"expected a {record.image.height}x{record.image.width} image, got {rgb.shape[:2]}"
-        )
+    rgb = sample_rgb(raw)
     flip = bool(rng.random() < config.flip_probability)
     picks = choose_masks(len(record.annotations), config.max_masks, rng)
     if len(picks) == 0:
@@ -215,7 +274,7 @@ class Sa1bStream(IterableDataset[DataItem | BadData]):
         for unit in mine:
             yield from self._read_unit(unit, f"{unit}:{worker}", keep, every)
 
-    def _open(self, unit: int) -> tuple[str, Iterator[Sa1bSample]]:
+    def _open(self, unit: int) -> tuple[str, Iterator[Sa1bSample | BadSample]]:
         key = self.units[unit]
         if key == FOLDER_UNIT:
             return self.source, read_folder(Path(self.source))
@@ -239,20 +298,23 @@ class Sa1bStream(IterableDataset[DataItem | BadData]):
                 item = self._prepare(raw, unit, (slot_key, index, n), name)
                 if item is not None:
                     yield item
-        except (FormatError, StorageError) as exc:
+        except StorageError as exc:  # the unit cannot be opened or read on (FormatError too)
             log.warning("skipping unreadable SA-1B data %s: %s", name, exc)
             yield BadData(name=name, reason=str(exc))
 
     def _prepare(
-        self, raw: Sa1bSample, unit: int, where: tuple[str, int, int], name: str
+        self, raw: Sa1bSample | BadSample, unit: int, where: tuple[str, int, int], name: str
     ) -> DataItem | BadData | None:
         slot_key, index, position_in_unit = where
         seed = [self.config.seed, self.position.epoch, unit, position_in_unit]
+        if isinstance(raw, BadSample):
+            log.warning("skipping bad SA-1B item %s: %s", raw.name, raw.reason)
+            return raw
         try:
             prepared = decode_sample(raw, self.config, np.random.default_rng(seed))
         except (InvalidImageError, FormatError) as exc:
             label = f"{name}:{raw.record.image.file_name}"
-            log.warning("skipping unreadable SA-1B sample %s: %s", label, exc)
+            log.warning("skipping bad SA-1B item %s: %s", label, exc)
             return BadData(name=label, reason=str(exc))
         if prepared is None:
             return None

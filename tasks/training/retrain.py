@@ -1,7 +1,8 @@
 """Retraining: start from the production weights, fine-tune, evaluate, register, promote.
 
-The promotion rule is `should_promote`: a candidate replaces production only when its held-out box
-mIoU beats production's, measured on the same data in the same run, by `margin`.
+The promotion rule is `decide_promotion`: no decision on an evaluation that skipped too many items
+(`incomplete_evaluation`), else a candidate replaces production only when its held-out box mIoU
+beats production's, measured on the same data in the same run, by `margin` (`should_promote`).
 
 Training is resumable across processes: each training has a stable folder in the object store,
 `<storage_url>/training/<training_key>/`, mirroring the trainer's run folder (`metrics.jsonl`,
@@ -15,6 +16,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,17 +65,43 @@ class RetrainRequest(BaseModel):
     lr: float | None = Field(None, gt=0, description="Peak LR (default: the paper's).")
     seed: int = 0
     margin: float = Field(0.005, ge=0.0, description="Box mIoU gain needed to promote.")
+    max_skipped_fraction: float = Field(
+        0.05, ge=0, le=1, description="Not promoted when a held-out evaluation skipped more."
+    )
     max_eval_images: int | None = Field(200, ge=1)
     from_scratch: bool = Field(
         False, description="Start from random weights when there is no production version."
     )
 
 
-class ModelScore(BaseModel):
-    """A model version (or the released weights) and its held-out metrics."""
+class ItemCounts(BaseModel):
+    """How many items (images, samples) a stage used, and how many it skipped as unreadable."""
+
+    used: int = Field(ge=0, description="Items used.")
+    skipped: int = Field(ge=0, description="Bad items skipped (each logged by name).")
+
+    @property
+    def skipped_fraction(self) -> float:
+        """`skipped / (used + skipped)`; 0.0 when there were no items."""
+        total = self.used + self.skipped
+        return self.skipped / total if total else 0.0
+
+
+class Evaluation(BaseModel):
+    """One held-out evaluation: finite metrics and the images used and skipped."""
+
+    metrics: dict[str, float]
+    items: ItemCounts
+
+    def registry_metrics(self) -> dict[str, float]:
+        """The metrics plus `images` (used) and `skipped` counts, as the registry stores them."""
+        return {**self.metrics, "images": self.items.used, "skipped": self.items.skipped}
+
+
+class ModelScore(Evaluation):
+    """A model version (or the released weights) and its held-out evaluation."""
 
     name: str
-    metrics: dict[str, float]
 
 
 class RetrainResult(BaseModel):
@@ -91,6 +119,36 @@ class RetrainResult(BaseModel):
     )
     resumed_from_step: int = Field(
         description="Steps found done in the store (0: trained from the start; max_steps: reused)."
+    )
+    training_data: ItemCounts = Field(description="Training samples used, bad items skipped.")
+
+
+def incomplete_evaluation(scores: list[ModelScore], max_skipped_fraction: float) -> str | None:
+    """Why no promotion can be decided on these evaluations, or None when each one skipped at
+    most `max_skipped_fraction` of its items (the first one over it is named)."""
+    for score in scores:
+        n, fraction = score.items, score.items.skipped_fraction
+        if fraction > max_skipped_fraction:
+            return (
+                f"not deciding: the held-out evaluation of {score.name} skipped {n.skipped} of "
+                f"{n.used + n.skipped} items ({fraction:.1%} > {max_skipped_fraction:.1%})"
+            )
+    return None
+
+
+def decide_promotion(
+    candidate: ModelScore, baseline: ModelScore, request: RetrainRequest
+) -> tuple[bool, str]:
+    """(promote, one-line reason): `incomplete_evaluation`, then `should_promote` on
+    `PROMOTION_METRIC` with `request.margin`."""
+    refusal = incomplete_evaluation([candidate, baseline], request.max_skipped_fraction)
+    if refusal is not None:
+        return False, refusal
+    return should_promote(
+        candidate.metrics[PROMOTION_METRIC],
+        baseline.metrics[PROMOTION_METRIC],
+        request.margin,
+        baseline_name=baseline.name,
     )
 
 
@@ -237,7 +295,8 @@ def train_candidate(
 
     Returns:
         Local `weights` path (in `work_dir`), `sha256`, `step`, `first_loss`, `final_loss`,
-        `bad_data`, `training_url` and `resumed_from_step`.
+        `samples_used`, `samples_skipped`, `bad_data` (name and reason of each), `training_url`
+        and `resumed_from_step`.
     """
     url = training_url(request, start[0], start[1], resources)
     store, work = resources.store(url), Path(work_dir)
@@ -258,7 +317,9 @@ def train_candidate(
         "step": result.step,
         "first_loss": first_loss,
         "final_loss": final_loss,
-        "bad_data": result.bad_data,
+        "samples_used": result.samples_used,
+        "samples_skipped": result.samples_skipped,
+        "bad_data": [{"name": b.name, "reason": b.reason} for b in result.bad_data],
     }
     store.put_file("model.pt", result.weights)
     store.put(RESULT_NAME, json.dumps(summary).encode(), content_type="application/json")
@@ -271,11 +332,17 @@ def train_candidate(
     }
 
 
+def training_counts(trained: Mapping[str, object]) -> ItemCounts:
+    """Samples used and skipped of a `train_candidate` result (0 where an older one has none)."""
+    counts = {"used": trained.get("samples_used", 0), "skipped": trained.get("samples_skipped", 0)}
+    return ItemCounts.model_validate(counts)
+
+
 def evaluate_weights(
     request: RetrainRequest, weights: str | None, resources: Resources
-) -> dict[str, float]:
+) -> Evaluation:
     """Held-out box mIoU (overall and by size) of `weights` (random init when None), computed
-    on the configured device."""
+    on the configured device, with the images used and skipped (each skipped one is logged)."""
     checkpoint = Path(weights) if weights else None
     model = create_model(
         request.model,
@@ -285,9 +352,12 @@ def evaluate_weights(
         verify_sha256=False,
     )
     images = iter_sa1b_images(request.holdout, s3=resources.config.s3)
-    metrics = evaluate_images(model, images, clicks=False, max_images=request.max_eval_images)
+    report = evaluate_images(model, images, clicks=False, max_images=request.max_eval_images)
     # Size buckets without objects are NaN: left out, as JSON (and the registry) has no NaN.
-    return {name: value for name, value in metrics.items() if math.isfinite(value)}
+    return Evaluation(
+        metrics={k: v for k, v in report.metrics.items() if math.isfinite(v)},
+        items=ItemCounts(used=report.images_used, skipped=report.images_skipped),
+    )
 
 
 def register_candidate(

@@ -6,6 +6,7 @@ from pathlib import Path
 from autolabel.models.training.distill import SAM_VIT_H, VitConfig
 from autolabel.models.training.optim import GRAD_CLIP_NORM, WEIGHT_DECAY
 from autolabel.storage.config import S3Config
+from autolabel.storage.sa1b import BadSample
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,7 +84,10 @@ class TrainResult:
         losses: Mean loss (over ranks) of each step this process ran, in order.
         interrupted: Stopped by SIGTERM after checkpointing.
         weights: Final weights file (rank 0, when finished), and its sha256.
-        bad_data: Names of units or samples reported unreadable and skipped.
+        samples_used: Samples taken into optimiser steps, over all ranks and over every process
+            of the run (resumed runs included); a sample read in two epochs counts twice.
+        samples_skipped: Bad items met and skipped, counted the same way.
+        bad_data: Each bad item (unit or sample) once, by name with the reason, first met first.
         teacher_hits, teacher_misses: Teacher embeddings read from the cache / computed.
     """
 
@@ -93,6 +97,8 @@ class TrainResult:
     interrupted: bool = False
     weights: Path | None = None
     sha256: str | None = None
-    bad_data: list[str] = field(default_factory=list)
+    samples_used: int = 0
+    samples_skipped: int = 0
+    bad_data: list[BadSample] = field(default_factory=list)
     teacher_hits: int = 0
     teacher_misses: int = 0

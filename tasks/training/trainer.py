@@ -42,6 +42,7 @@ from autolabel.storage.objectstore import open_store
 from autolabel.tasks.training.data import (
     BadData,
     DataItem,
+    DataTally,
     Sa1bStream,
     StreamConfig,
     StreamPosition,
@@ -70,7 +71,8 @@ log = logging.getLogger(__name__)
 
 
 class _Batches:
-    """Micro-batches from the rank's stream, rolling over epochs; tracks the stream position."""
+    """Micro-batches from the rank's stream, rolling over epochs; tracks the stream position and
+    counts the samples used and the bad items skipped."""
 
     def __init__(
         self, config: TrainConfig, stream_config: StreamConfig, rank: int, world: int
@@ -79,7 +81,7 @@ class _Batches:
         self.rank, self.world = rank, world
         self.units = list_units(config.data, s3=config.s3)
         self.position = StreamPosition()
-        self.bad: list[str] = []
+        self.tally = DataTally()
         self._items: Iterator[DataItem | BadData] | None = None
 
     def _new_epoch_items(self) -> Iterator[DataItem | BadData]:
@@ -107,8 +109,8 @@ class _Batches:
                 self.position = StreamPosition(self.position.epoch + 1)
                 self._items = None
                 continue
+            self.tally.count(item)
             if isinstance(item, BadData):
-                self.bad.append(item.name)
                 continue
             self.position.advance(item)
             return item
@@ -199,12 +201,17 @@ class _Run:
         self.step = int(state["step"])
         mine = state["ranks"][self.rank]
         self.batches.position = StreamPosition.from_dict(mine["position"])
+        self.batches.tally = DataTally.from_dict(mine.get("data", {}))
         restore_rng(mine["rng"])
         log.info("resumed from %s at step %d", self.checkpoint_path, self.step)
 
     def save(self) -> None:
         """Checkpoint (all ranks contribute their position and RNG; rank 0 writes)."""
-        mine = {"position": self.batches.position.to_dict(), "rng": capture_rng()}
+        mine = {
+            "position": self.batches.position.to_dict(),
+            "data": self.batches.tally.to_dict(),
+            "rng": capture_rng(),
+        }
         ranks = gather(mine, self.world)
         if self.rank == 0:
             meta = {"model_name": self.config.model_name, "world_size": self.world}
@@ -269,6 +276,15 @@ def _trim_metrics(path: Path, step: int) -> None:
     path.write_text("".join(r + "\n" for r in kept))
 
 
+def _count_data(run: _Run, result: TrainResult) -> None:
+    """Samples used and bad items skipped over all ranks (and all processes of the run)."""
+    total = DataTally()
+    for tally in gather(run.batches.tally.to_dict(), run.world):
+        total.merge(DataTally.from_dict(tally))
+    result.samples_used, result.samples_skipped = total.used, total.skipped
+    result.bad_data = [BadData(name=name, reason=reason) for name, reason in total.bad.items()]
+
+
 def _finish(run: _Run, result: TrainResult) -> None:
     if run.rank == 0:
         meta = {
@@ -330,7 +346,7 @@ def run_training(
                 result.interrupted = True
                 break
         result.step = run.step
-        result.bad_data = list(run.batches.bad)
+        _count_data(run, result)
         if run.teacher is not None:
             result.teacher_hits = run.teacher.stats.hits
             result.teacher_misses = run.teacher.stats.misses

@@ -5,7 +5,7 @@ from prefect import task
 from autolabel.tasks import resources
 from autolabel.tasks.retry import retry_transient
 from autolabel.tasks.training import retrain
-from autolabel.tasks.training.retrain import RetrainRequest
+from autolabel.tasks.training.retrain import Evaluation, RetrainRequest
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
@@ -19,13 +19,15 @@ def train_candidate(
     request: RetrainRequest, start: tuple[str | None, str | None], work_dir: str
 ) -> dict[str, object]:
     """Fine-tune from `start` (name, weights path) in `work_dir`, resuming from the training's
-    checkpoint in the store; returns the weights path, sha256, losses and store location."""
+    checkpoint in the store; returns the weights path, sha256, losses, samples used and skipped
+    and store location."""
     return retrain.train_candidate(request, start, work_dir, resources.current())
 
 
 @task
-def evaluate_weights(request: RetrainRequest, weights: str | None) -> dict[str, float]:
-    """Held-out box mIoU (overall and by size) of `weights`, on the configured device."""
+def evaluate_weights(request: RetrainRequest, weights: str | None) -> Evaluation:
+    """Held-out box mIoU (overall and by size) of `weights`, on the configured device, with the
+    images used and skipped as unreadable."""
     return retrain.evaluate_weights(request, weights, resources.current())
 
 

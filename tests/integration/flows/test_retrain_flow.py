@@ -15,7 +15,7 @@ from autolabel.flows.retrain import RetrainRequest, retrain_sam
 from autolabel.storage.config import S3Config
 from autolabel.storage.objectstore import open_store
 from tests.integration.flows.conftest import FlowEnv
-from tests.synthetic import write_synthetic_shards
+from tests.synthetic import write_synthetic_shards, write_with_bad_rles
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +81,38 @@ def test_better_candidate_is_promoted_and_a_worse_one_is_not(
         (first.candidate.name, "production"),
         (second.candidate.name, "candidate"),
     ]
+
+
+@pytest.mark.timeout(300)
+def test_no_promotion_on_a_holdout_with_too_many_bad_items(
+    flow_env: FlowEnv, tmp_path: Path
+) -> None:
+    write_synthetic_shards(tmp_path / "train", shards=1, images_per_shard=2, height=48, width=64)
+    write_with_bad_rles(
+        tmp_path / "holdout", count=4, bad_ids={2, 3}, seed=5, shard_name="sa_000000.tar"
+    )
+    flow_env.upload_folder(tmp_path / "train", "sa1b/train/")
+    flow_env.upload_folder(tmp_path / "holdout", "sa1b/holdout/")
+    result = retrain_sam(
+        RetrainRequest(
+            data=f"s3://{flow_env.bucket}/sa1b/train",
+            holdout=f"s3://{flow_env.bucket}/sa1b/holdout",
+            model="efficientvit-sam-test",
+            models_url=f"s3://{flow_env.bucket}/models",
+            max_steps=2,
+            images_per_batch=1,
+            max_masks=1,
+            margin=0.0,
+            from_scratch=True,
+        )
+    )
+    assert not result.promoted
+    assert result.reason == (
+        f"not deciding: the held-out evaluation of {result.candidate.name} skipped 2 of 4 items "
+        "(50.0% > 5.0%)"
+    )
+    assert (result.candidate.items.used, result.candidate.items.skipped) == (2, 2)
+    assert result.production is not None
+    assert (result.production.items.used, result.production.items.skipped) == (2, 2)
+    assert (result.training_data.used, result.training_data.skipped) == (2, 0)
+    assert versions(flow_env) == [(result.candidate.name, "candidate")]

@@ -33,7 +33,10 @@ def test_train_skips_a_truncated_shard_then_eval_reports_metrics(tmp_path: Path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["step"] == 5  # 4 good images: epoch 0 read every shard
-    assert any(name.endswith("sa_000001.tar") for name in summary["bad_data"])
+    assert any(bad["name"].endswith("sa_000001.tar") for bad in summary["bad_data"])
+    assert all(bad["reason"] for bad in summary["bad_data"])
+    assert summary["samples_used"] == 5  # one image per step
+    assert summary["samples_skipped"] >= 1
     assert "sa_000001.tar" in result.stderr  # logged by name
     assert (out / "model.pt").is_file()
     create_model(

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from autolabel.models.registry import create_model
-from autolabel.storage.sa1b import sa1b_to_coco
+from autolabel.storage.sa1b_coco import sa1b_to_coco
 from autolabel.tasks.training.evaluate import coco_mask_map, evaluate_images, iter_coco_images
 from tests.synthetic import iter_synthetic_samples
 
@@ -28,9 +28,9 @@ def test_coco_layout_metrics_and_map(tmp_path: Path) -> None:
     det_path.write_text(json.dumps(dets))
 
     model = create_model("efficientvit-sam-test")
-    metrics = evaluate_images(model, iter_coco_images(doc, images), clicks=False)
-    assert metrics["images"] == 3
-    assert metrics["count"] == len(doc["annotations"])
+    report = evaluate_images(model, iter_coco_images(doc, images), clicks=False)
+    assert (report.images_used, report.skipped) == (3, [])
+    assert report.metrics["count"] == len(doc["annotations"])
     ap = coco_mask_map(model, ann_path, images, det_path)
     assert set(ap) == {"map", "ap50", "ap75", "ap_small", "ap_medium", "ap_large"}
     assert all(np.isfinite(v) for v in ap.values())

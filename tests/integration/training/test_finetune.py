@@ -48,7 +48,7 @@ def finetune(model_name: str, tmp: Path, *, steps: int, lr: float) -> dict[str, 
     after = evaluate_images(trained, iter_sa1b_images(str(tmp / "val")), clicks=False)
     return {
         "model": model_name, "steps": steps, "lr": lr, "losses": result.losses,
-        "miou_before": before["miou"], "miou_after": after["miou"],
+        "miou_before": before.metrics["miou"], "miou_after": after.metrics["miou"],
     }  # fmt: skip
 
 

@@ -23,7 +23,8 @@ def main() -> None:
         shutdown_distributed()
     summary = {
         "step": result.step, "losses": result.losses, "interrupted": result.interrupted,
-        "bad_data": result.bad_data, "weights": str(result.weights) if result.weights else None,
+        "bad_data": [b.name for b in result.bad_data],
+        "weights": str(result.weights) if result.weights else None,
     }  # fmt: skip
     sys.stdout.write(json.dumps(summary) + "\n")
 

@@ -1,4 +1,5 @@
-"""SA-1B records: folder and tar shard round trips, damaged shards, COCO conversion."""
+"""SA-1B records: folder and tar shard round trips, bad items reported one by one (reading goes
+on), damaged shards, COCO conversion."""
 
 import gzip
 import io
@@ -15,19 +16,20 @@ from pycocotools.cocoeval import COCOeval
 from autolabel.storage.errors import FormatError
 from autolabel.storage.rle import decode_rle, encode_masks, rle_areas, rle_bboxes
 from autolabel.storage.sa1b import (
+    MAX_PENDING_MEMBERS,
+    BadSample,
     Sa1bAnnotation,
     Sa1bImage,
     Sa1bRecord,
     Sa1bSample,
-    coco_to_sa1b,
     parse_record,
     read_folder,
     read_shard,
     record_to_json,
-    sa1b_to_coco,
     write_folder,
     write_shard,
 )
+from autolabel.storage.sa1b_coco import coco_to_sa1b, sa1b_to_coco
 
 
 def _jpeg(height: int, width: int, seed: int) -> bytes:
@@ -59,6 +61,63 @@ def make_samples(n: int = 3, height: int = 24, width: int = 32) -> list[Sa1bSamp
     return samples
 
 
+def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    with tarfile.open(path, "w") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _members(samples: list[Sa1bSample]) -> list[tuple[str, bytes]]:
+    """Image then JSON of each sample, as in SA-1B shards."""
+    return [
+        member
+        for s in samples
+        for member in (
+            (s.record.image.file_name, s.image_bytes),
+            (s.record.image.file_name.replace(".jpg", ".json"), _doc(s)),
+        )
+    ]
+
+
+def _doc(sample: Sa1bSample, *, rle_size: list[int] | None = None) -> bytes:
+    doc = record_to_json(sample.record)
+    if rle_size is not None:
+        doc["annotations"][0]["segmentation"]["size"] = rle_size
+    return json.dumps(doc).encode()
+
+
+def _split(items: list[Sa1bSample | BadSample]) -> tuple[list[Sa1bSample], list[BadSample]]:
+    samples = [i for i in items if isinstance(i, Sa1bSample)]
+    bad = [i for i in items if isinstance(i, BadSample)]
+    assert len(samples) + len(bad) == len(items)
+    return samples, bad
+
+
+def test_folder_with_a_mismatched_rle_yields_every_good_sample(tmp_path: Path) -> None:
+    samples = make_samples(4)
+    write_folder(tmp_path, samples)
+    (tmp_path / "sa_2.json").write_bytes(_doc(samples[1], rle_size=[10, 10]))
+    good, bad = _split(list(read_folder(tmp_path)))
+    assert good == [samples[0], samples[2], samples[3]]
+    assert [b.name for b in bad] == [str(tmp_path.resolve() / "sa_2.json")]
+    assert "expected an RLE of size [24, 32]" in bad[0].reason
+    assert "got size [10, 10]" in bad[0].reason
+
+
+def test_shard_with_a_mismatched_rle_yields_every_good_sample(tmp_path: Path) -> None:
+    samples = make_samples(4)
+    members = _members(samples)
+    members[3] = ("sa_2.json", _doc(samples[1], rle_size=[10, 10]))
+    shard = _tar(tmp_path / "sa_000000.tar", members)
+    good, bad = _split(list(read_shard(shard)))
+    assert good == [samples[0], samples[2], samples[3]]
+    assert [b.name for b in bad] == [f"{shard}:sa_2.json"]
+    assert "expected an RLE of size [24, 32]" in bad[0].reason
+
+
 def test_folder_roundtrip(tmp_path: Path) -> None:
     samples = make_samples()
     assert write_folder(tmp_path, samples) == 3
@@ -68,19 +127,29 @@ def test_folder_roundtrip(tmp_path: Path) -> None:
     assert list(read_folder(tmp_path)) == samples
 
 
-def test_folder_json_cannot_point_outside(tmp_path: Path) -> None:
+def test_folder_reports_missing_outside_and_unpaired_images_and_reads_on(tmp_path: Path) -> None:
     (tmp_path / "outside.jpg").write_bytes(b"x")
     inner = tmp_path / "ds"
-    inner.mkdir()
-    doc = record_to_json(make_samples(1)[0].record)
+    samples = make_samples(4)
+    write_folder(inner, samples)
+    doc = record_to_json(samples[1].record)
     doc["image"]["file_name"] = "../outside.jpg"
-    (inner / "sa_1.json").write_text(json.dumps(doc))
-    with pytest.raises(FormatError, match=r"sa_1\.json"):
-        list(read_folder(inner))
+    (inner / "sa_2.json").write_text(json.dumps(doc))
     doc["image"]["file_name"] = "missing.jpg"
-    (inner / "sa_1.json").write_text(json.dumps(doc))
-    with pytest.raises(FormatError, match=r"missing\.jpg"):
-        list(read_folder(inner))
+    (inner / "sa_3.json").write_text(json.dumps(doc))
+    (inner / "orphan.png").write_bytes(b"an image no JSON names")
+    (inner / "broken.json").write_text('{"image": {')
+    good, bad = _split(list(read_folder(inner)))
+    assert good == [samples[0], samples[3]]
+    root = inner.resolve()
+    reasons = {Path(b.name).name: b.reason for b in bad}
+    assert [b.name for b in bad] == [
+        str(root / n) for n in ("broken.json", "sa_2.json", "sa_3.json", "orphan.png")
+    ]
+    assert "JSONDecodeError" in reasons["broken.json"]
+    assert "'../outside.jpg'" in reasons["sa_2.json"]
+    assert "'missing.jpg'" in reasons["sa_3.json"]
+    assert "orphan.json" in reasons["orphan.png"]
 
 
 def test_shard_roundtrip_from_path_stream_and_gzip(tmp_path: Path) -> None:
@@ -98,53 +167,58 @@ def test_shard_roundtrip_from_path_stream_and_gzip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["inside the last member", "at a member boundary"])
-def test_truncated_shard_names_the_shard(tmp_path: Path, where: str) -> None:
+def test_truncated_shard_ends_with_one_bad_item_naming_it(tmp_path: Path, where: str) -> None:
+    samples = make_samples()
     shard = tmp_path / "sa_000001.tar"
-    write_shard(shard, make_samples())
+    write_shard(shard, samples)
     with tarfile.open(shard) as archive:
         last = archive.getmembers()[-1]
     cut_at = last.offset_data + last.size // 2 if where.startswith("inside") else last.offset
     cut = tmp_path / "cut.tar"
     cut.write_bytes(shard.read_bytes()[:cut_at])
-    with pytest.raises(FormatError, match=r"cut\.tar"):
-        list(read_shard(cut))
+    items = list(read_shard(cut))
+    assert items[:-1] == samples[:2]  # read before the damage
+    assert isinstance(items[-1], BadSample)
+    assert items[-1].name == str(cut)
+    assert "truncated" in items[-1].reason
 
 
-def test_malformed_json_member_is_named(tmp_path: Path) -> None:
-    shard = tmp_path / "bad.tar"
-    with tarfile.open(shard, "w") as archive:
-        for name, data in (("sa_9.jpg", _jpeg(4, 4, 0)), ("sa_9.json", b'{"image": {')):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    with pytest.raises(FormatError, match=r"bad\.tar:sa_9\.json"):
-        list(read_shard(shard))
+def test_malformed_json_member_is_named_and_reading_goes_on(tmp_path: Path) -> None:
+    samples = make_samples(3)
+    members = _members(samples)
+    members[2:4] = [("sa_9.jpg", _jpeg(4, 4, 0)), ("sa_9.json", b'{"image": {')]
+    shard = _tar(tmp_path / "bad.tar", members)
+    good, bad = _split(list(read_shard(shard)))
+    assert good == [samples[0], samples[2]]
+    assert [b.name for b in bad] == [f"{shard}:sa_9.json"]  # its image goes with it
+    assert bad[0].reason.startswith("JSONDecodeError")
 
 
-def test_unpaired_and_far_apart_members_are_errors(tmp_path: Path) -> None:
+def test_unpaired_members_are_reported_and_reading_goes_on(tmp_path: Path) -> None:
+    samples = make_samples(3)
+    members = _members(samples)
+    members.insert(2, ("lonely.jpg", b"abc"))
+    shard = _tar(tmp_path / "lonely.tar", [*members, ("last.json", _doc(samples[0]))])
+    good, bad = _split(list(read_shard(shard, name="s3://b/lonely.tar")))
+    assert good == samples
+    assert [b.name for b in bad] == ["s3://b/lonely.tar:lonely.jpg", "s3://b/lonely.tar:last.json"]
+    assert "expected its JSON" in bad[0].reason
+    assert "expected its image" in bad[1].reason
+
+
+def test_far_apart_pairs_are_bad_items_in_bounded_memory(tmp_path: Path) -> None:
     samples = make_samples(12)
-    images_first = tmp_path / "split.tar"
-    with tarfile.open(images_first, "w") as archive:
-        for suffix in (".jpg", ".json"):
-            for s in samples:
-                name = s.record.image.file_name.replace(".jpg", suffix)
-                data = (
-                    s.image_bytes
-                    if suffix == ".jpg"
-                    else json.dumps(record_to_json(s.record)).encode()
-                )
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-    with pytest.raises(FormatError, match="next to its JSON"):
-        list(read_shard(images_first))
-    lonely = tmp_path / "lonely.tar"
-    with tarfile.open(lonely, "w") as archive:
-        info = tarfile.TarInfo("sa_1.jpg")
-        info.size = 3
-        archive.addfile(info, io.BytesIO(b"abc"))
-    with pytest.raises(FormatError, match="without their image/JSON pair"):
-        list(read_shard(lonely))
+    images_first = [m for m in _members(samples) if m[0].endswith(".jpg")]
+    jsons_after = [m for m in _members(samples) if m[0].endswith(".json")]
+    shard = _tar(tmp_path / "split.tar", images_first + jsons_after)
+    items = read_shard(shard)
+    first = [next(items) for _ in range(12 - MAX_PENDING_MEMBERS)]
+    # Each image beyond the window pushes the oldest one out as it arrives, before the JSONs.
+    assert [b.name for b in first] == [f"{shard}:sa_{k}.jpg" for k in range(1, 5)]
+    good, bad = _split([*first, *items])
+    assert good == []
+    assert len(bad) == 24
+    assert all(f"within {MAX_PENDING_MEMBERS} members" in b.reason for b in bad)
 
 
 def test_unsafe_file_names_are_rejected() -> None:

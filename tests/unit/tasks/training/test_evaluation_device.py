@@ -15,7 +15,7 @@ from autolabel.flows.cli import train as cli_train
 from autolabel.storage.config import S3Config
 from autolabel.tasks.resources import ResourceConfig, Resources
 from autolabel.tasks.training import retrain
-from autolabel.tasks.training.evaluate import EvalRequest
+from autolabel.tasks.training.evaluate import EvalReport, EvalRequest
 from autolabel.tasks.training.retrain import RetrainRequest
 
 
@@ -63,9 +63,9 @@ def test_cli_eval_defaults_to_the_configured_device(
 ) -> None:
     requests: list[EvalRequest] = []
 
-    def record(request: EvalRequest) -> dict[str, float]:
+    def record(request: EvalRequest) -> EvalReport:
         requests.append(request)
-        return {"miou": 0.5}
+        return EvalReport(metrics={"miou": 0.5}, images_used=1, skipped=[])
 
     monkeypatch.setattr(cli_train, "evaluate_model", record)
     monkeypatch.setenv("AUTOLABEL_HOME", str(tmp_path / "home"))

@@ -33,12 +33,17 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from autolabel.models.detection import Detections  # noqa: E402
 from autolabel.models.types import MaskSet  # noqa: E402
 from autolabel.storage.config import S3Config  # noqa: E402
-from autolabel.storage.db import repository  # noqa: E402
+from autolabel.storage.db import label_runs, repository  # noqa: E402
 from autolabel.storage.db.engine import session_scope, upgrade_to_head  # noqa: E402
 from autolabel.storage.db.records import ImageIn  # noqa: E402
 from autolabel.tasks.labeling import shard as labeling  # noqa: E402
 from autolabel.tasks.labeling.job import LabelJob, RunContext, ShardRef  # noqa: E402
-from autolabel.tasks.labeling.shard import BoxSource, ImageRef, run_shard  # noqa: E402
+from autolabel.tasks.labeling.shard import (  # noqa: E402
+    BoxSource,
+    ImageRef,
+    RejectedBoxes,
+    run_shard,
+)
 from autolabel.tasks.resources import ResourceConfig, Resources  # noqa: E402
 from tests.corpus import photo_like  # noqa: E402
 
@@ -53,7 +58,7 @@ class FixedCostDetector(BoxSource):
 
     def boxes(
         self, refs: Sequence[ImageRef], images: Sequence[npt.NDArray[np.uint8]]
-    ) -> list[Detections]:
+    ) -> list[Detections | RejectedBoxes]:
         del refs
         time.sleep(self.seconds * len(images))
         return [_detections(image) for image in images]
@@ -173,7 +178,7 @@ def _timed_shards(
             dataset_id=dataset_id,
             images=[ImageIn(storage_key=f"{source}/{k}", etag="1") for k in keys],
         )
-        run_id = repository.create_label_run(
+        run_id = label_runs.create_label_run(
             session, dataset_id=dataset_id, work_key="bench", parameters={}
         )
     ctx = RunContext(

@@ -17,19 +17,32 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from autolabel.flows.errors import FlowError
 from autolabel.flows.resources import process_resources
-from autolabel.flows.settings import get_settings
+from autolabel.flows.settings import Settings, get_settings
+from autolabel.storage.db import queries
+from autolabel.storage.db.engine import session_scope
+from autolabel.storage.db.queries import LabelRunInfo
 from autolabel.storage.db.tables import RunStatus
 from autolabel.tasks.labeling.dry_run import JobPlan, plan_job
-from autolabel.tasks.labeling.job import LabelJob, RunContext, RunOutcome, RunSummary, ShardRef
+from autolabel.tasks.labeling.job import (
+    LabelJob,
+    RunClaim,
+    RunContext,
+    RunOutcome,
+    RunSummary,
+    ShardRef,
+)
 from autolabel.tasks.labeling.label_tasks import (
     ProgressArtifact,
     finish_run,
     label_shard,
     plan_shards,
+    prepare_run,
     register_job_images,
+    run_heartbeat,
     start_run,
 )
 from autolabel.tasks.labeling.progress import ShardTally, current_sink
+from autolabel.tasks.labeling.run_lease import Heartbeat, close_dead_runs
 from autolabel.tasks.resources import bound
 
 SHARDS_IN_FLIGHT = 2
@@ -43,14 +56,19 @@ class RunAbortedError(FlowError):
     """Too many images failed; the run stopped early."""
 
 
+class RunLeaseLostError(FlowError):
+    """Another process declared this run crashed (its heartbeat lapsed): it stopped labeling."""
+
+
 def _label_in_waves(
     shards: list[ShardRef],
     job: LabelJob,
     ctx: RunContext,
-    progress: ProgressArtifact,
     tally: ShardTally,
+    heartbeat: Heartbeat,
 ) -> RunStatus:
     """Submit shards keeping at most SHARDS_IN_FLIGHT running; stop submitting on abort."""
+    progress = ProgressArtifact(ctx.run_id, len(shards))
     queue = list(reversed(shards))
     while queue:
         wave: list[PrefectFuture[Any]] = []
@@ -61,6 +79,11 @@ def _label_in_waves(
             progress.shard_done()
         if tally.too_many_failures():
             return RunStatus.ABORTED
+        if heartbeat.lost:
+            raise RunLeaseLostError(
+                f"run {ctx.run_id} was declared crashed by another process after its heartbeat "
+                "lapsed; stopped labeling (rerun the job to finish it)"
+            )
     return RunStatus.COMPLETED
 
 
@@ -76,9 +99,42 @@ def autolabel_dataset(job: LabelJob) -> RunSummary:
 
 
 def _label(job: LabelJob) -> RunSummary:
-    logger = get_run_logger()
     started = time.perf_counter()
-    ctx = start_run(job)
+    claim = start_run(job)
+    tally = ShardTally(job.max_failure_fraction)
+    with run_heartbeat(claim.run_id) as heartbeat:
+        try:
+            status, skipped = _label_claimed(job, claim, tally, heartbeat)
+        except BaseException as exc:
+            _record_failure(claim, job, exc, tally, time.perf_counter() - started)
+            raise
+    reason = None
+    if status is RunStatus.ABORTED:
+        reason = (
+            f"{tally.failed} of {tally.processed} images failed, more than "
+            f"max_failure_fraction={job.max_failure_fraction}; failures by reason: "
+            f"{tally.failures()}"
+        )
+    outcome = RunOutcome(
+        status=status,
+        reason=reason,
+        images_skipped=skipped,
+        failures=tally.failures(),
+        seconds=tally.seconds(),
+        wall_seconds=time.perf_counter() - started,
+    )
+    summary = finish_run(claim, job, outcome)
+    if reason is not None:
+        raise RunAbortedError(f"run {claim.run_id} aborted: {reason}")
+    return summary
+
+
+def _label_claimed(
+    job: LabelJob, claim: RunClaim, tally: ShardTally, heartbeat: Heartbeat
+) -> tuple[RunStatus, int]:
+    """Everything a claimed run does before it finishes: (final status, images skipped)."""
+    logger = get_run_logger()
+    ctx = prepare_run(job, claim)
     listed = register_job_images(job, ctx.dataset_id)
     shards = plan_shards(job, ctx)
     pending = sum(len(s.image_ids) for s in shards)
@@ -90,26 +146,37 @@ def _label(job: LabelJob) -> RunSummary:
         len(shards),
     )
     current_sink().planned(pending)
-    tally = ShardTally(job.max_failure_fraction)
-    status = RunStatus.FAILED
+    return _label_in_waves(shards, job, ctx, tally, heartbeat), max(listed - pending, 0)
+
+
+def _record_failure(
+    claim: RunClaim, job: LabelJob, exc: BaseException, tally: ShardTally, wall: float
+) -> None:
+    """Give the run its final status after `exc` stopped it: `failed` for an error, `aborted`
+    for an interruption (Ctrl-C, termination). A failure to record is logged, never raised over
+    the error that stopped the run."""
+    interrupted = not isinstance(exc, Exception)
+    outcome = RunOutcome(
+        status=RunStatus.ABORTED if interrupted else RunStatus.FAILED,
+        reason=f"{'interrupted' if interrupted else 'error'}: {type(exc).__name__}: {exc}",
+        failures=tally.failures(),
+        seconds=tally.seconds(),
+        wall_seconds=wall,
+    )
     try:
-        status = _label_in_waves(shards, job, ctx, ProgressArtifact(ctx.run_id, len(shards)), tally)
-    finally:
-        outcome = RunOutcome(
-            status=status,
-            images_skipped=max(listed - pending, 0),
-            failures=tally.failures(),
-            seconds=tally.seconds(),
-            wall_seconds=time.perf_counter() - started,
-        )
-        summary = finish_run(ctx, job, outcome)
-    if status is RunStatus.ABORTED:
-        raise RunAbortedError(
-            f"run {ctx.run_id} aborted: {tally.failed} of {tally.processed} images failed, more "
-            f"than max_failure_fraction={job.max_failure_fraction}; failures by reason: "
-            f"{tally.failures()}"
-        )
-    return summary
+        finish_run(claim, job, outcome)
+    except Exception as record_error:  # noqa: BLE001 - the original error is what the caller sees
+        get_run_logger().error("could not record the end of run %d: %s", claim.run_id, record_error)
+
+
+def recent_runs(settings: Settings, *, dataset: str | None, limit: int) -> list[LabelRunInfo]:
+    """The most recent label runs, newest first, after marking dead `running` runs `crashed`
+    (their process is gone, or their heartbeat lapsed): a listing never shows a dead run as
+    running."""
+    engine = process_resources(settings).engine
+    close_dead_runs(engine)
+    with session_scope(engine) as session:
+        return queries.list_label_runs(session, dataset=dataset, limit=limit)
 
 
 def plan_label_job(job: LabelJob) -> JobPlan:

@@ -19,7 +19,7 @@ import torch
 
 from autolabel.models.box_ops import DuplicatePolicy, batched_nms, cross_category_duplicates
 from autolabel.models.errors import InvalidInputError
-from autolabel.models.prompts import PromptSet
+from autolabel.models.prompts import PromptChunk, PromptSet
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +71,10 @@ class Detector(Protocol):
         Returns:
             One `Detections` per image, in input order.
         """
+        ...
+
+    def chunks(self, prompt: PromptSet) -> list[PromptChunk]:
+        """The captions `detect` runs for `prompt`: one detector pass per image each."""
         ...
 
 

@@ -39,3 +39,7 @@ class FormatError(StorageError, ValueError):
 
 class ConflictError(StorageError, ValueError):
     """A write that contradicts stored data (e.g. a model version name reused with new weights)."""
+
+
+class DatasetBusyError(ConflictError):
+    """A label job refused because another job's run is labeling the same dataset."""

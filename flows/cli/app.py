@@ -13,9 +13,6 @@ from autolabel.flows.cli.review import review_app
 from autolabel.flows.cli.sa1b_commands import export_sa1b, ingest_sa1b
 from autolabel.flows.cli.serve import serve
 from autolabel.flows.cli.train import evaluate, train
-from autolabel.flows.errors import FlowError
-from autolabel.models.errors import ModelError
-from autolabel.storage.errors import StorageError
 
 app = typer.Typer(
     name="autolabel",
@@ -38,8 +35,6 @@ app.command(name="eval")(evaluate)
 app.add_typer(db_app, name="db")
 app.add_typer(review_app, name="review")
 
-EXPECTED_ERRORS = (FlowError, ModelError, StorageError)
-
 
 def _version_callback(value: bool) -> None:
     if value:
@@ -52,5 +47,12 @@ def _root(
     show_version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
     ),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="Show tracebacks and Prefect's logs on the terminal (they always go to the log "
+        "file in <AUTOLABEL_HOME>/logs/). Accepted anywhere on the command line.",
+    ),
 ) -> None:
     """Text-prompted bulk instance segmentation into COCO, with retraining."""
+    del show_version, debug  # handled eagerly, and by `main` before typer parses the line

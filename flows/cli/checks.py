@@ -1,11 +1,14 @@
 """Checks the command line runs before a command starts any flow."""
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 import typer
 
+from autolabel.flows.cli.logs import current_log
+from autolabel.flows.prefect_api import flow_api
 from autolabel.flows.resources import prepare_database
 from autolabel.flows.settings import load_settings
 
@@ -34,3 +37,11 @@ def needs_database(command: Callable[P, R]) -> Callable[P, R]:
         return command(*args, **kwargs)
 
     return checked
+
+
+@contextlib.contextmanager
+def prefect_for_flows() -> Iterator[None]:
+    """Around a command's flow calls: the configured Prefect API, or a temporary one that lives
+    as long as the command (and dies with it, even on SIGKILL); nested uses share one."""
+    with flow_api(load_settings(), current_log().api_path):
+        yield

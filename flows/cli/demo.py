@@ -13,6 +13,7 @@ import typer
 from PIL import Image
 from rich.console import Console
 
+from autolabel.flows.cli.checks import prefect_for_flows
 from autolabel.flows.cli.label import print_summary, run_job
 from autolabel.flows.settings import load_settings
 from autolabel.models.detection import DetectionConfig
@@ -77,9 +78,10 @@ def demo(
         batch_size=4,
         random_weights=random_weights,
     )
-    print_summary(run_job(job))
     output = folder / f"{job.dataset}.coco.json"
-    result = export_coco(ExportRequest(dataset=job.dataset, output=str(output), overlays=5))
+    with prefect_for_flows():  # one Prefect API for both flows
+        print_summary(run_job(job))
+        result = export_coco(ExportRequest(dataset=job.dataset, output=str(output), overlays=5))
     console.print(f"COCO export: {result.output} ({result.annotations} annotations)")
     for overlay in result.overlay_urls:
         console.print(f"overlay: {overlay}")

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from autolabel.flows.cli.checks import prefect_for_flows
 from autolabel.flows.errors import FlowError
 from autolabel.flows.settings import load_settings
 from autolabel.tasks.labeling.dry_run import JobPlan
@@ -41,7 +42,11 @@ def parse_synonyms(values: list[str]) -> dict[str, list[str]]:
 
 
 class TerminalProgress:
-    """A rich progress bar fed by the labeling pipeline of this process."""
+    """A rich progress bar fed by the labeling pipeline of this process.
+
+    The bar appears once the run knows how many images it will label, so a job that fails
+    before (bad source, weights, busy dataset) prints its one-line error alone.
+    """
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
@@ -50,6 +55,7 @@ class TerminalProgress:
 
     def planned(self, total_images: int) -> None:
         self._progress.update(self._task, total=total_images)
+        self._progress.start()
 
     def written(self, images_done: int, images_failed: int) -> None:
         self.failed += images_failed
@@ -89,6 +95,8 @@ def print_plan(job: LabelJob, plan: JobPlan) -> None:
     table.add_row("images listed", str(plan.listed))
     table.add_row("already done (would be skipped)", str(plan.already_done))
     table.add_row("to label", str(plan.to_label))
+    table.add_row("categories", str(plan.categories))
+    table.add_row("detector passes per image", str(plan.detector_passes))
     table.add_row("measured seconds per image (models only)", f"{plan.seconds_per_image:.3f}")
     table.add_row("estimated time", f"{plan.estimated_seconds / 60:.1f} min")
     table.add_row("work key", plan.work_key[:16])
@@ -105,11 +113,12 @@ def run_job(job: LabelJob) -> RunSummary:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with (
-        Progress(*columns, console=console, transient=False) as bar,
-        reporting_to(TerminalProgress(bar)),
-    ):
-        summary: RunSummary = autolabel_dataset(job)
+    bar = Progress(*columns, console=console, transient=False)
+    try:
+        with prefect_for_flows(), reporting_to(TerminalProgress(bar)):
+            summary: RunSummary = autolabel_dataset(job)
+    finally:
+        bar.stop()
     return summary
 
 
@@ -122,6 +131,11 @@ def label(
     ),
     pattern: str | None = typer.Option(None, help="Glob on keys below the source."),
     manifest: str | None = typer.Option(None, help="URL of a list of keys or URLs to label."),
+    allow_root: list[str] = typer.Option(
+        [],
+        help="A store URL besides --source that --manifest entries may name. Repeatable "
+        "(a manifest naming any other place is refused).",
+    ),
     boxes_from: str | None = typer.Option(
         None, help="COCO JSON URL whose boxes are segmented instead of running the detector."
     ),
@@ -156,6 +170,7 @@ def label(
                 "synonyms": parse_synonyms(synonym),
                 "pattern": pattern,
                 "manifest": manifest,
+                "allowed_roots": allow_root,
                 "boxes_from": boxes_from,
                 "detector": detector or settings.models.detector,
                 "segmenter": segmenter or settings.models.segmenter,
@@ -203,7 +218,8 @@ def export(
         )
     except ValidationError as exc:
         raise JobParameterError(_one_line(exc)) from None
-    result = export_coco(request)
+    with prefect_for_flows():
+        result = export_coco(request)
     typer.echo(
         f"wrote {result.annotations} annotations of {result.images} images to {result.output}"
     )

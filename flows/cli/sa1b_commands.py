@@ -5,6 +5,8 @@ from pathlib import Path
 
 import typer
 
+from autolabel.flows.cli.checks import prefect_for_flows
+
 
 def ingest_sa1b(
     folder: Path = typer.Argument(..., help="Folder of SA-1B tar shards (sa_000000.tar, ...)."),
@@ -13,7 +15,8 @@ def ingest_sa1b(
     """Check and upload SA-1B shards, then announce them (event `autolabel.sa1b.landed`)."""
     from autolabel.flows.sa1b import ingest_sa1b_shards
 
-    result = ingest_sa1b_shards(folder, to)
+    with prefect_for_flows():
+        result = ingest_sa1b_shards(folder, to)
     for name, reason in result.skipped.items():
         typer.echo(f"skipped unreadable shard {name}: {reason}", err=True)
     typer.echo(
@@ -37,15 +40,15 @@ def export_sa1b(
     """Write a dataset's annotations as SA-1B shards for retraining, and announce them."""
     from autolabel.flows.sa1b import Sa1bExportRequest, export_sa1b_shards
 
-    result = export_sa1b_shards(
-        Sa1bExportRequest(
-            dataset=dataset,
-            output=output,
-            run_id=run,
-            accepted_only=accepted_only,
-            images_per_shard=images_per_shard,
-        )
+    request = Sa1bExportRequest(
+        dataset=dataset,
+        output=output,
+        run_id=run,
+        accepted_only=accepted_only,
+        images_per_shard=images_per_shard,
     )
+    with prefect_for_flows():
+        result = export_sa1b_shards(request)
     typer.echo(
         f"wrote {len(result.shards)} shards ({result.images} images, {result.annotations} "
         f"annotations) to {result.url}"

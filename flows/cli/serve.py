@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, cast
 
 import typer
 
+from autolabel.flows.cli.checks import prefect_for_flows
 from autolabel.flows.cli.label import JobParameterError
 from autolabel.tasks.labeling.job import LabelJob
 
@@ -56,7 +57,8 @@ def serve(
             retrain_deployment(retrain_holdout, retrain_model, retrain_max_steps, retrain_cron)
         )
     # `to_deployment` returns a coroutine only when called from async code.
-    prefect_serve(*(cast(RunnerDeployment, d) for d in deployments), limit=limit)
+    with prefect_for_flows():
+        prefect_serve(*(cast(RunnerDeployment, d) for d in deployments), limit=limit)
 
 
 def retrain_deployment(

@@ -1,23 +1,15 @@
-"""`autolabel runs`: recent label runs and their counts."""
+"""`autolabel runs`: recent label runs, their status (with the reason) and counts."""
 
 from rich.console import Console
 from rich.table import Table
 
-from autolabel.flows.resources import database_url, prepare_database
+from autolabel.flows.label_dataset import recent_runs
 from autolabel.flows.settings import Settings
-from autolabel.storage.db import queries
-from autolabel.storage.db.engine import make_engine, session_scope
 
 
 def print_runs(settings: Settings, *, dataset: str | None, limit: int) -> None:
-    """Print the most recent runs (newest first)."""
-    prepare_database(settings)
-    engine = make_engine(database_url(settings))
-    try:
-        with session_scope(engine) as session:
-            rows = queries.list_label_runs(session, dataset=dataset, limit=limit)
-    finally:
-        engine.dispose()
+    """Print the most recent runs (newest first); dead `running` runs are marked crashed first."""
+    rows = recent_runs(settings, dataset=dataset, limit=limit)
     table = Table(title="label runs")
     columns = ("run", "dataset", "status", "done", "failed", "skipped", "annotations", "started")
     for column in columns:
@@ -33,4 +25,8 @@ def print_runs(settings: Settings, *, dataset: str | None, limit: int) -> None:
             str(r.annotations),
             r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for r in rows:
+        if r.status_reason:
+            console.print(f"run {r.id} {r.status}: {r.status_reason}", highlight=False)

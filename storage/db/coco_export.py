@@ -33,6 +33,7 @@ from autolabel.storage.db.tables import (
     ResultStatus,
     ReviewStatus,
 )
+from autolabel.storage.errors import StorageConfigError
 from autolabel.storage.objectstore import ObjectStore
 from autolabel.storage.rle import Rle, decode_rle, polygons_or_rle
 
@@ -198,6 +199,14 @@ def write_coco(
     )
 
 
+def unwritable(destination: Path | tuple[ObjectStore, str], exc: OSError) -> StorageConfigError:
+    """The one-line error for an export destination that cannot be written."""
+    where = destination if isinstance(destination, Path) else destination[1]
+    return StorageConfigError(
+        f"cannot write the export to {where}: {exc.strerror or type(exc).__name__}"
+    )
+
+
 def write_coco_json(
     session: Session,
     *,
@@ -213,12 +222,16 @@ def write_coco_json(
     temp folder for a store), then renamed into place or uploaded with `store.put_file`.
     """
     folder = destination.parent if isinstance(destination, Path) else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", suffix=".json.tmp", dir=folder, delete=False
-    ) as tmp:
-        tmp_path = Path(tmp.name)
+    try:
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, removed on failure
+            "w", encoding="utf-8", suffix=".json.tmp", dir=folder, delete=False
+        )
+    except OSError as exc:
+        raise unwritable(destination, exc) from exc
+    tmp_path = Path(tmp.name)
+    with tmp:
         try:
             stats = write_coco(
                 session,
@@ -238,6 +251,8 @@ def write_coco_json(
         else:
             store, key = destination
             store.put_file(key, tmp_path)
+    except OSError as exc:
+        raise unwritable(destination, exc) from exc
     finally:
         tmp_path.unlink(missing_ok=True)
     return stats

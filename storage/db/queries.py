@@ -40,6 +40,9 @@ class LabelRunInfo:
     annotations: int
     started_at: datetime
     finished_at: datetime | None
+    status_reason: str | None = None
+    heartbeat_at: datetime | None = None
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +133,9 @@ def _run_info(run: LabelRun, dataset: str) -> LabelRunInfo:
         annotations=run.annotations,
         started_at=run.started_at,
         finished_at=run.finished_at,
+        status_reason=run.status_reason,
+        heartbeat_at=run.heartbeat_at,
+        owner=run.owner,
     )
 
 

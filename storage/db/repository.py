@@ -27,10 +27,8 @@ from autolabel.storage.db.tables import (
     Image,
     ImageResult,
     ImageStatus,
-    LabelRun,
     ResultStatus,
     ReviewStatus,
-    RunStatus,
 )
 
 _CHUNK = 1000
@@ -158,89 +156,6 @@ def iter_pending_image_ids(
             return
         yield batch
         last_id = batch[-1]
-
-
-def create_label_run(
-    session: Session,
-    *,
-    dataset_id: int,
-    work_key: str,
-    parameters: Mapping[str, Any],
-    detector_model: str | None = None,
-    segmenter_model: str | None = None,
-    model_version_id: int | None = None,
-    flow_run_id: str | None = None,
-) -> int:
-    """Insert a `running` label run and return its id."""
-    run = LabelRun(
-        dataset_id=dataset_id,
-        work_key=work_key,
-        parameters=dict(parameters),
-        detector_model=detector_model,
-        segmenter_model=segmenter_model,
-        model_version_id=model_version_id,
-        flow_run_id=flow_run_id,
-        status=RunStatus.RUNNING,
-        images_done=0,
-        images_failed=0,
-        images_skipped=0,
-        annotations=0,
-        timings={},
-        started_at=utc_now(),
-    )
-    session.add(run)
-    session.flush()
-    return run.id
-
-
-def refresh_run_counts(session: Session, *, run_id: int, images_skipped: int | None = None) -> None:
-    """Recompute a run's done/failed/annotation counters from its `image_results` rows.
-
-    Recounting (rather than incrementing) keeps the counters right when a batch is retried after
-    its first attempt committed.
-
-    Args:
-        session: Caller's session.
-        run_id: The run.
-        images_skipped: Images the run skipped as already done, when known.
-    """
-
-    def count(status: ResultStatus) -> Any:
-        return (
-            select(func.count())
-            .where(ImageResult.run_id == run_id, ImageResult.status == status)
-            .scalar_subquery()
-        )
-
-    total = (
-        select(func.coalesce(func.sum(ImageResult.n_annotations), 0))
-        .where(ImageResult.run_id == run_id, ImageResult.status == ResultStatus.DONE)
-        .scalar_subquery()
-    )
-    values: dict[str, Any] = {
-        "images_done": count(ResultStatus.DONE),
-        "images_failed": count(ResultStatus.FAILED),
-        "annotations": total,
-    }
-    if images_skipped is not None:
-        values["images_skipped"] = images_skipped
-    session.execute(update(LabelRun).where(LabelRun.id == run_id).values(**values))
-
-
-def finish_label_run(
-    session: Session,
-    *,
-    run_id: int,
-    status: RunStatus,
-    timings: Mapping[str, float] | None = None,
-) -> None:
-    """Set a run's final status, finish time and timings (seconds per stage)."""
-    if status is RunStatus.RUNNING:
-        raise ValueError(f"expected a final status, got {status.value!r}")
-    values: dict[str, Any] = {"status": status, "finished_at": utc_now()}
-    if timings is not None:
-        values["timings"] = dict(timings)
-    session.execute(update(LabelRun).where(LabelRun.id == run_id).values(**values))
 
 
 def image_status_counts(session: Session, *, dataset_id: int) -> dict[ImageStatus, int]:

@@ -41,6 +41,12 @@ class RunStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     ABORTED = "aborted"
+    CRASHED = "crashed"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the run has ended (every status but `running`)."""
+        return self is not RunStatus.RUNNING
 
 
 class ResultStatus(enum.StrEnum):
@@ -136,9 +142,26 @@ class ModelVersion(Base):
 
 
 class LabelRun(Base):
-    """One execution of the labeling job over a dataset."""
+    """One execution of the labeling job over a dataset.
+
+    Status: `running` while its process works (it renews `heartbeat_at`), then exactly one final
+    status with a one-line `status_reason` where it did not complete: `failed` (an error, e.g. an
+    unreadable source or bad weights, or a second job refused beside a running one), `aborted`
+    (too many images failed, or interrupted), `crashed` (its process died: found by an expired
+    heartbeat or a dead owner process). At most one run per dataset is `running` (a partial
+    unique index), so two jobs never label one dataset at the same time.
+    """
 
     __tablename__ = "label_runs"
+    __table_args__ = (
+        Index(
+            "uq_label_runs_running_dataset",
+            "dataset_id",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
@@ -160,6 +183,10 @@ class LabelRun(Base):
     started_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp())
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    owner: Mapped[str | None] = mapped_column(String(200))
+    owner_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class ImageResult(Base):

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from autolabel.storage.db import queries
-from autolabel.storage.db.coco_export import ExportFilter, write_coco_json
+from autolabel.storage.db.coco_export import ExportFilter, unwritable, write_coco_json
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.errors import ObjectNotFoundError, StorageConfigError
 from autolabel.storage.images import decode_image
@@ -93,8 +93,11 @@ def _write_overlays(request: ExportRequest, dataset_id: int, resources: Resource
         target = _overlay_key(request.output, image_id)
         destination = _destination(target, resources)
         if isinstance(destination, Path):
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            destination.write_bytes(png)
+            try:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                destination.write_bytes(png)
+            except OSError as exc:
+                raise unwritable(destination, exc) from exc
             written.append(str(destination))
         else:
             destination[0].put(destination[1], png, content_type="image/png")

@@ -8,7 +8,11 @@ from pydantic import BaseModel, ConfigDict
 from autolabel.models.runtime.adaptive import AdaptiveBatcher
 from autolabel.storage.db import queries
 from autolabel.storage.db.engine import session_scope
-from autolabel.tasks.labeling.box_sources import box_source_for, job_categories
+from autolabel.tasks.labeling.box_sources import (
+    box_source_for,
+    detector_passes,
+    job_categories,
+)
 from autolabel.tasks.labeling.job import LabelJob
 from autolabel.tasks.labeling.runs import job_versions
 from autolabel.tasks.labeling.shard import ImageRef, ShardLabeler, fetch, resolve_image
@@ -25,6 +29,8 @@ class JobPlan(BaseModel):
     already_done: int
     work_key: str
     seconds_per_image: float
+    detector_passes: int = 0
+    categories: int = 0
 
     @property
     def to_label(self) -> int:
@@ -60,7 +66,7 @@ def seconds_per_image(job: LabelJob, url: str, resources: Resources) -> float:
 
     fetched = fetch(
         ImageRef(0, url, ""),
-        lambda u: resolve_image(resources, job.source, u),
+        lambda u: resolve_image(resources, job.image_roots, u),
         max_pixels=resources.config.max_image_pixels,
     )
     labeler = ShardLabeler(
@@ -84,4 +90,11 @@ def plan_job(job: LabelJob, resources: Resources) -> JobPlan:
     per_image = (
         seconds_per_image(job, first, resources) if first is not None and listed > done else 0.0
     )
-    return JobPlan(listed=listed, already_done=done, work_key=work_key, seconds_per_image=per_image)
+    return JobPlan(
+        listed=listed,
+        already_done=done,
+        work_key=work_key,
+        seconds_per_image=per_image,
+        detector_passes=detector_passes(job, resources),
+        categories=len(job_categories(job, resources)),
+    )

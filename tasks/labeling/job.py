@@ -13,7 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from autolabel.models.detection import DetectionConfig
 from autolabel.models.errors import InvalidInputError
 from autolabel.models.prompts import PromptSet
-from autolabel.storage.db.tables import RunStatus
+from autolabel.storage.db.tables import Category, RunStatus
+from autolabel.storage.errors import StorageConfigError
+from autolabel.storage.urls import parse_store_root
+
+MAX_NAME_CHARS: int = Category.__table__.c.name.type.length  # type: ignore[attr-defined]
+"""Longest category name or synonym phrase: the database column's length (200)."""
+MAX_CATEGORIES = 300
+"""Most categories in one job. Each ~250 prompt tokens cost one more detector pass per image
+(`--dry-run` shows how many): larger vocabularies belong in several jobs."""
+MAX_PHRASES = 600
+"""Most phrases (categories and synonyms) in one job."""
+MAX_URL_CHARS = 4096
 
 
 class LabelJob(BaseModel):
@@ -25,7 +36,10 @@ class LabelJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: str = Field(description="Store URL with optional prefix, e.g. s3://bucket/raw/.")
+    source: str = Field(
+        max_length=MAX_URL_CHARS,
+        description="Store URL with optional prefix, e.g. s3://bucket/raw/.",
+    )
     dataset: str = Field(min_length=1, max_length=200, description="Dataset name in the database.")
     prompts: list[str] = Field(
         default_factory=list,
@@ -34,10 +48,22 @@ class LabelJob(BaseModel):
     synonyms: dict[str, list[str]] = Field(
         default_factory=dict, description="Extra phrases per category, mapped back to it."
     )
-    pattern: str | None = Field(None, description="Glob on keys below the source, e.g. **/*.jpg.")
-    manifest: str | None = Field(None, description="URL of a manifest listing keys or URLs.")
+    pattern: str | None = Field(
+        None, max_length=1024, description="Glob on keys below the source, e.g. **/*.jpg."
+    )
+    manifest: str | None = Field(
+        None, max_length=MAX_URL_CHARS, description="URL of a manifest listing keys or URLs."
+    )
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Store URLs besides `source` that manifest entries may name (a manifest is "
+        "untrusted input: any other URL in it is refused).",
+    )
     boxes_from: str | None = Field(
-        None, description="COCO JSON URL: segment its boxes instead of running the detector."
+        None,
+        max_length=MAX_URL_CHARS,
+        description="COCO JSON URL: segment its boxes instead of running the detector.",
     )
     detector: str = Field("grounding-dino-swint-ogc", description="Detector model name.")
     segmenter: str = Field("efficientvit-sam-l0", description="EfficientViT-SAM model name.")
@@ -65,8 +91,50 @@ class LabelJob(BaseModel):
             return [part for part in (p.strip() for p in value.split(".")) if part]
         return value
 
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        try:
+            parse_store_root(value)
+        except StorageConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _check_roots(cls, value: list[str]) -> list[str]:
+        for root in value:
+            try:
+                parse_store_root(root)
+            except StorageConfigError as exc:
+                raise ValueError(f"{root!r}: {exc}") from exc
+        return value
+
+    @field_validator("prompts")
+    @classmethod
+    def _bound_prompts(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_CATEGORIES:
+            raise ValueError(
+                f"expected at most {MAX_CATEGORIES} categories, got {len(value)}; split the "
+                "vocabulary over several jobs"
+            )
+        _bound_lengths(value, "category")
+        return value
+
+    @field_validator("synonyms")
+    @classmethod
+    def _bound_synonyms(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for phrases in value.values():
+            _bound_lengths(phrases, "synonym")
+        return value
+
     @model_validator(mode="after")
     def _check_prompts(self) -> "LabelJob":
+        phrases = len(self.prompts) + sum(len(v) for v in self.synonyms.values())
+        if phrases > MAX_PHRASES:
+            raise ValueError(
+                f"expected at most {MAX_PHRASES} phrases (categories and synonyms), got {phrases}"
+            )
         if self.boxes_from is None:
             try:
                 self.prompt_set()
@@ -78,6 +146,11 @@ class LabelJob(BaseModel):
         if self.pattern is not None and self.manifest is not None:
             raise ValueError("expected either pattern or manifest, got both")
         return self
+
+    @property
+    def image_roots(self) -> tuple[str, ...]:
+        """Where the job's images may be: its source, then its allowed roots."""
+        return (self.source, *self.allowed_roots)
 
     def prompt_set(self) -> PromptSet:
         """The categories and phrases to detect."""
@@ -104,6 +177,15 @@ class LabelJob(BaseModel):
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _bound_lengths(names: list[str], what: str) -> None:
+    for name in names:
+        if len(name) > MAX_NAME_CHARS:
+            raise ValueError(
+                f"expected each {what} to have at most {MAX_NAME_CHARS} characters, got "
+                f"{len(name)} in {name[:40]!r}..."
+            )
+
+
 class ShardRef(BaseModel):
     """A shard of images to label, by database id."""
 
@@ -126,13 +208,18 @@ class ShardResult(BaseModel):
     seconds: dict[str, float] = Field(default_factory=dict, description="Time per stage.")
 
 
-class RunContext(BaseModel):
-    """What every shard of one run shares: ids and versions fixed when the run starts."""
+class RunClaim(BaseModel):
+    """A started run: its dataset and id (the run holds the dataset while it is `running`)."""
 
     model_config = ConfigDict(frozen=True)
 
     dataset_id: int
     run_id: int
+
+
+class RunContext(RunClaim):
+    """What every shard of one run shares: ids and versions fixed when the run starts."""
+
     work_key: str
     segmenter_version: str
     category_ids: dict[str, int]
@@ -144,6 +231,7 @@ class RunOutcome(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     status: RunStatus
+    reason: str | None = Field(None, description="Why the run did not complete (one line).")
     images_skipped: int = 0
     failures: dict[str, int] = Field(default_factory=dict, description="Failed images by reason.")
     seconds: dict[str, float] = Field(default_factory=dict, description="Time per stage.")
@@ -158,6 +246,7 @@ class RunSummary(BaseModel):
     run_id: int
     dataset: str
     status: str
+    reason: str | None = None
     images_done: int
     images_failed: int
     images_skipped: int

@@ -5,6 +5,8 @@ Each task resolves the flow's bound resources, calls the plain-Python core
 """
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import UUID
 
 from prefect import task
@@ -21,6 +23,7 @@ from autolabel.tasks.labeling import runs, sources
 from autolabel.tasks.labeling.box_sources import box_source_for
 from autolabel.tasks.labeling.job import (
     LabelJob,
+    RunClaim,
     RunContext,
     RunOutcome,
     RunSummary,
@@ -28,6 +31,7 @@ from autolabel.tasks.labeling.job import (
     ShardResult,
 )
 from autolabel.tasks.labeling.progress import current_sink, summary_markdown
+from autolabel.tasks.labeling.run_lease import Heartbeat
 from autolabel.tasks.labeling.shard import run_shard
 from autolabel.tasks.retry import retry_transient
 
@@ -42,10 +46,23 @@ def device_limit_name(device: str) -> str:
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
-def start_run(job: LabelJob) -> RunContext:
-    """Create (or find) the dataset and categories and insert a `running` label run."""
+def start_run(job: LabelJob) -> RunClaim:
+    """Create (or find) the dataset and claim it with a `running` label run."""
     flow_run_id = str(flow_run.get_id() or "")
     return runs.start_run(job, resources.current(), flow_run_id=flow_run_id)
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
+def prepare_run(job: LabelJob, claim: RunClaim) -> RunContext:
+    """Resolve the run's model versions (weights checked) and categories."""
+    return runs.prepare_run(job, claim, resources.current())
+
+
+@contextmanager
+def run_heartbeat(run_id: int) -> Iterator[Heartbeat]:
+    """Renew the run's heartbeat while the block runs (see `run_lease.Heartbeat`)."""
+    with Heartbeat(resources.current().engine, run_id) as beat:
+        yield beat
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
@@ -85,12 +102,12 @@ def label_shard(shard: ShardRef, job: LabelJob, ctx: RunContext) -> ShardResult:
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
-def finish_run(ctx: RunContext, job: LabelJob, outcome: RunOutcome) -> RunSummary:
+def finish_run(claim: RunClaim, job: LabelJob, outcome: RunOutcome) -> RunSummary:
     """Recount the run from its image results, set its final status, publish the summary."""
-    summary = runs.finish_run(ctx, job, outcome, resources.current())
+    summary = runs.finish_run(claim, job, outcome, resources.current())
     create_markdown_artifact(
         summary_markdown(summary),
-        key=f"autolabel-run-{ctx.run_id}-summary",
+        key=f"autolabel-run-{claim.run_id}-summary",
         description="label run summary",
     )
     return summary

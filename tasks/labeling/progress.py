@@ -94,6 +94,7 @@ def summary_markdown(summary: RunSummary) -> str:
     lines = [
         f"# Label run {summary.run_id} ({summary.dataset}): {summary.status}",
         "",
+        *([f"Reason: {summary.reason}", ""] if summary.reason else []),
         "| images done | failed | skipped | annotations | images/s |",
         "|---|---|---|---|---|",
         f"| {summary.images_done} | {summary.images_failed} | {summary.images_skipped} "

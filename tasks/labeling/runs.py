@@ -1,14 +1,19 @@
-"""Start and finish label runs: dataset, categories, versions and the run row."""
+"""Start and finish label runs: the dataset claim, categories, versions and the run row."""
+
+import logging
 
 from sqlalchemy.orm import Session
 
-from autolabel.storage.db import queries, repository
+from autolabel.storage.db import label_runs, queries, repository
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.model_versions import get_model_version
-from autolabel.tasks.labeling.box_sources import job_categories
-from autolabel.tasks.labeling.job import LabelJob, RunContext, RunOutcome, RunSummary
+from autolabel.tasks.labeling.box_sources import MANY_PASSES, detector_passes, job_categories
+from autolabel.tasks.labeling.job import LabelJob, RunClaim, RunContext, RunOutcome, RunSummary
+from autolabel.tasks.labeling.run_lease import claim_dataset, this_process
 from autolabel.tasks.model_loading import SegmenterWeights, detector_version, resolve_segmenter
 from autolabel.tasks.resources import Resources
+
+logger = logging.getLogger(__name__)
 
 
 def _registered_id(session: Session, name: str | None) -> int | None:
@@ -27,27 +32,54 @@ def job_versions(job: LabelJob, resources: Resources) -> tuple[str, SegmenterWei
     return det_version, segmenter, work_key
 
 
-def start_run(job: LabelJob, resources: Resources, *, flow_run_id: str) -> RunContext:
-    """Create (or find) the dataset and categories and insert a `running` label run."""
-    det_version, segmenter, work_key = job_versions(job, resources)
+def start_run(job: LabelJob, resources: Resources, *, flow_run_id: str) -> RunClaim:
+    """Create (or find) the dataset and claim it with a `running` run.
+
+    Raises:
+        DatasetBusyError: Another job's run is labeling the dataset (this job's run is recorded
+            `failed`, naming it).
+    """
     with session_scope(resources.engine) as session:
         dataset_id = repository.get_or_create_dataset(session, name=job.dataset)
-        category_ids = repository.ensure_categories(
-            session, dataset_id=dataset_id, names=list(job_categories(job, resources))
+    run_id = claim_dataset(
+        resources.engine,
+        dataset_id=dataset_id,
+        parameters=job.model_dump(mode="json"),
+        flow_run_id=flow_run_id,
+        owner=this_process(),
+    )
+    return RunClaim(dataset_id=dataset_id, run_id=run_id)
+
+
+def prepare_run(job: LabelJob, claim: RunClaim, resources: Resources) -> RunContext:
+    """Resolve the models (weights checked) and categories, and record them on the run."""
+    det_version, segmenter, work_key = job_versions(job, resources)
+    names = list(job_categories(job, resources))
+    passes = detector_passes(job, resources)
+    if passes > MANY_PASSES:
+        logger.warning(
+            "run %d: %d categories take %d detector passes per image (one per ~250 prompt "
+            "tokens); labeling costs about %d times a one-pass prompt",
+            claim.run_id,
+            len(names),
+            passes,
+            passes,
         )
-        run_id = repository.create_label_run(
+    with session_scope(resources.engine) as session:
+        category_ids = repository.ensure_categories(
+            session, dataset_id=claim.dataset_id, names=names
+        )
+        label_runs.set_run_versions(
             session,
-            dataset_id=dataset_id,
+            run_id=claim.run_id,
             work_key=work_key,
-            parameters=job.model_dump(mode="json"),
             detector_model=det_version,
             segmenter_model=segmenter.version,
             model_version_id=_registered_id(session, segmenter.registered),
-            flow_run_id=flow_run_id,
         )
     return RunContext(
-        dataset_id=dataset_id,
-        run_id=run_id,
+        dataset_id=claim.dataset_id,
+        run_id=claim.run_id,
         work_key=work_key,
         segmenter_version=segmenter.version,
         category_ids=category_ids,
@@ -55,33 +87,38 @@ def start_run(job: LabelJob, resources: Resources, *, flow_run_id: str) -> RunCo
 
 
 def finish_run(
-    ctx: RunContext,
+    claim: RunClaim,
     job: LabelJob,
     outcome: RunOutcome,
     resources: Resources,
 ) -> RunSummary:
-    """Recount the run from its image results and set its final status."""
-    status, images_skipped = outcome.status, outcome.images_skipped
-    failures, seconds, wall_seconds = outcome.failures, outcome.seconds, outcome.wall_seconds
+    """Recount the run from its image results and set its final status and reason."""
     with session_scope(resources.engine) as session:
-        repository.refresh_run_counts(session, run_id=ctx.run_id, images_skipped=images_skipped)
-        repository.finish_label_run(
-            session, run_id=ctx.run_id, status=status, timings={**seconds, "wall": wall_seconds}
+        label_runs.refresh_run_counts(
+            session, run_id=claim.run_id, images_skipped=outcome.images_skipped
+        )
+        label_runs.finish_label_run(
+            session,
+            run_id=claim.run_id,
+            status=outcome.status,
+            reason=outcome.reason,
+            timings={**outcome.seconds, "wall": outcome.wall_seconds},
         )
         per_category = repository.annotation_counts_by_category(
-            session, dataset_id=ctx.dataset_id, run_id=ctx.run_id
+            session, dataset_id=claim.dataset_id, run_id=claim.run_id
         )
-        run = queries.get_label_run(session, run_id=ctx.run_id)
+        run = queries.get_label_run(session, run_id=claim.run_id)
     return RunSummary(
-        run_id=ctx.run_id,
+        run_id=claim.run_id,
         dataset=job.dataset,
-        status=status.value,
+        status=run.status,
+        reason=run.status_reason,
         images_done=run.images_done,
         images_failed=run.images_failed,
         images_skipped=run.images_skipped,
         annotations=run.annotations,
         annotations_per_category=per_category,
-        failures=failures,
-        seconds=seconds,
-        wall_seconds=wall_seconds,
+        failures=outcome.failures,
+        seconds=outcome.seconds,
+        wall_seconds=outcome.wall_seconds,
     )

@@ -58,12 +58,20 @@ class Fetched:
     failure: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RejectedBoxes:
+    """An image whose given boxes cannot be used: it is recorded failed with `reason`,
+    `"<code>: <detail>"` (e.g. `invalid_boxes: annotation 7 bbox [nan, ...] is not finite`)."""
+
+    reason: str
+
+
 class BoxSource:
     """Where boxes come from: a text-prompted detector or boxes imported from COCO."""
 
     def boxes(
         self, refs: Sequence[ImageRef], images: Sequence[npt.NDArray[np.uint8]]
-    ) -> list[Detections]:
+    ) -> list[Detections | RejectedBoxes]:
         raise NotImplementedError
 
 
@@ -73,7 +81,10 @@ def fetch(ref: ImageRef, resolve: StoreResolver, *, max_pixels: int) -> Fetched:
     Transient storage errors propagate (the task is retried); a missing object or undecodable
     bytes are recorded against the image with a reason code.
     """
-    store, key = resolve(ref.url)
+    try:
+        store, key = resolve(ref.url)
+    except UnsafeKeyError:
+        return Fetched(ref, failure="outside_source")
     try:
         data = store.get(key)
     except ObjectNotFoundError:
@@ -123,14 +134,20 @@ class ShardLabeler:
         """
         decoded = [(f.ref, f.image) for f in batch if f.image is not None]
         detections = self.detect_batcher.run(decoded, self._detect)
-        found = {
-            ref.image_id: (image, det)
-            for (ref, image), det in zip(decoded, detections, strict=True)
-        }
+        found: dict[int, tuple[DecodedImage, Detections]] = {}
+        rejected: dict[int, str] = {}
+        for (ref, image), det in zip(decoded, detections, strict=True):
+            if isinstance(det, RejectedBoxes):
+                rejected[ref.image_id] = det.reason
+            else:
+                found[ref.image_id] = (image, det)
         with_boxes = [(image.rgb, det.boxes_xyxy_px) for image, det in found.values() if len(det)]
         mask_sets = iter(self.batcher.run(with_boxes, self._segment))
         results = []
         for item in batch:
+            if item.ref.image_id in rejected:
+                results.append(Inferred(Fetched(item.ref, failure=rejected[item.ref.image_id])))
+                continue
             if item.ref.image_id not in found:
                 results.append(Inferred(item))
                 continue
@@ -151,7 +168,8 @@ class ShardLabeler:
 
     def _failed(self, item: Fetched) -> ImageOutcome:
         reason = item.failure or "unknown"
-        self.failures[reason] = self.failures.get(reason, 0) + 1
+        code = reason.split(":", 1)[0]  # tallied by code; the image keeps the detail
+        self.failures[code] = self.failures.get(code, 0) + 1
         return ImageOutcome(
             image_id=item.ref.image_id,
             etag=item.ref.etag,
@@ -159,7 +177,9 @@ class ShardLabeler:
             failure_reason=reason,
         )
 
-    def _detect(self, pairs: Sequence[tuple[ImageRef, DecodedImage]]) -> list[Detections]:
+    def _detect(
+        self, pairs: Sequence[tuple[ImageRef, DecodedImage]]
+    ) -> list[Detections | RejectedBoxes]:
         return self.box_source.boxes([ref for ref, _ in pairs], [image.rgb for _, image in pairs])
 
     def _segment(
@@ -220,14 +240,16 @@ class ShardLabeler:
         return annotations
 
 
-def resolve_image(resources: Resources, source: str, url: str) -> tuple[ObjectStore, str]:
-    """(store, key) of an image URL: below the job's source store, or in another S3 bucket."""
-    key = key_under(source, url)
-    if key is not None:
-        return resources.store(source), key
+def resolve_image(resources: Resources, roots: Sequence[str], url: str) -> tuple[ObjectStore, str]:
+    """(store, key) of an image URL: below one of the job's `roots` (its source, then its
+    allowed roots), or in another S3 bucket; any other local path is refused."""
+    for root in roots:
+        key = key_under(root, url)
+        if key is not None:
+            return resources.store(root), key
     if url.startswith("s3://"):
         return resources.open_object(url)
-    raise UnsafeKeyError(f"expected an image under {source} or an s3:// URL, got {url!r}")
+    raise UnsafeKeyError(f"expected an image under {roots[0]} or an s3:// URL, got {url!r}")
 
 
 class _Counter:
@@ -288,7 +310,7 @@ def run_shard(
         refs,
         fetch=partial(
             fetch,
-            resolve=partial(resolve_image, resources, job.source),
+            resolve=partial(resolve_image, resources, job.image_roots),
             max_pixels=resources.config.max_image_pixels,
         ),
         infer=labeler.infer,

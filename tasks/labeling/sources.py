@@ -6,8 +6,9 @@ from itertools import islice
 from autolabel.storage.db import repository
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.records import ImageIn
-from autolabel.storage.manifest import read_manifest
-from autolabel.storage.urls import join_url
+from autolabel.storage.errors import FormatError
+from autolabel.storage.manifest import ManifestEntry, read_manifest
+from autolabel.storage.urls import join_url, key_under
 from autolabel.tasks.labeling.job import LabelJob, ShardRef
 from autolabel.tasks.labeling.shard import resolve_image
 from autolabel.tasks.resources import Resources
@@ -29,12 +30,26 @@ def iter_source_images(job: LabelJob, resources: Resources) -> Iterator[ImageIn]
         )
 
 
+def allowed_url(job: LabelJob, entry: ManifestEntry, manifest: str) -> str:
+    """The image URL of a manifest entry, if it lies under the job's source or one of its
+    `allowed_roots` (a manifest is untrusted input); else `FormatError` naming the line."""
+    url = entry.url if entry.url is not None else join_url(job.source, str(entry.key))
+    if any(key_under(root, url) is not None for root in job.image_roots):
+        return url
+    raise FormatError(
+        f"manifest {manifest} line {entry.line}: {url} is outside the job's source "
+        f"{job.source}"
+        + (f" and its allowed roots {job.allowed_roots}" if job.allowed_roots else "")
+        + "; name the store with --allow-root to label images there"
+    )
+
+
 def _iter_manifest(job: LabelJob, manifest: str, resources: Resources) -> Iterator[ImageIn]:
-    manifest_store, manifest_key = resolve_image(resources, job.source, manifest)
+    manifest_store, manifest_key = resolve_image(resources, job.image_roots, manifest)
     with manifest_store.open(manifest_key) as stream:
         for entry in read_manifest(stream, name=manifest):
-            url = entry.url if entry.url is not None else join_url(job.source, str(entry.key))
-            store, key = resolve_image(resources, job.source, url)
+            url = allowed_url(job, entry, manifest)
+            store, key = resolve_image(resources, job.image_roots, url)
             info = store.head(key)
             yield ImageIn(storage_key=url, etag=info.etag, size_bytes=info.size)
 

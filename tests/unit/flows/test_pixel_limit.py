@@ -45,7 +45,7 @@ def test_labeling_fetch_fails_an_image_over_the_configured_limit(
     # As `label_shard` calls it:
     get = partial(
         fetch,
-        resolve=partial(resolve_image, resources, source),
+        resolve=partial(resolve_image, resources, (source,)),
         max_pixels=resources.config.max_image_pixels,
     )
     small = get(ImageRef(1, f"{source}/small.png", "e"))

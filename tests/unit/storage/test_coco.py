@@ -17,9 +17,9 @@ from autolabel.storage.coco import CocoJsonWriter, read_coco
 from autolabel.storage.db.bulk import write_image_batch
 from autolabel.storage.db.coco_export import ExportFilter, write_coco_json
 from autolabel.storage.db.coco_import import import_coco
+from autolabel.storage.db.label_runs import create_label_run
 from autolabel.storage.db.records import AnnotationIn, ImageIn, ImageOutcome
 from autolabel.storage.db.repository import (
-    create_label_run,
     ensure_categories,
     get_or_create_dataset,
     register_images,

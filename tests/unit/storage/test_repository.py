@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from autolabel.storage.db.bulk import write_annotations, write_image_batch
+from autolabel.storage.db.label_runs import create_label_run, refresh_run_counts
 from autolabel.storage.db.model_versions import (
     archive_model_version,
     get_production_model,
@@ -17,13 +18,11 @@ from autolabel.storage.db.model_versions import (
 from autolabel.storage.db.records import AnnotationIn, ImageIn, ImageOutcome
 from autolabel.storage.db.repository import (
     annotation_counts_by_category,
-    create_label_run,
     delete_dataset,
     ensure_categories,
     get_or_create_dataset,
     image_status_counts,
     iter_pending_image_ids,
-    refresh_run_counts,
     register_images,
 )
 from autolabel.storage.db.tables import (

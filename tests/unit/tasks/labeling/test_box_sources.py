@@ -1,5 +1,5 @@
 """Boxes imported from COCO: matched to images by URL (file_name below the source, or coco_url),
-clipped, validated."""
+clipped, validated; an image with an unusable box is rejected whole, naming the box."""
 
 import json
 
@@ -8,7 +8,7 @@ import pytest
 
 from autolabel.storage.errors import FormatError
 from autolabel.tasks.labeling.box_sources import CocoBoxes
-from autolabel.tasks.labeling.shard import ImageRef
+from autolabel.tasks.labeling.shard import ImageRef, RejectedBoxes
 
 COCO = {
     "images": [
@@ -20,7 +20,6 @@ COCO = {
     "annotations": [
         {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 5, 20, 10], "score": 0.8},
         {"id": 2, "image_id": 1, "category_id": 9, "bbox": [90, 40, 30, 30]},  # clipped
-        {"id": 3, "image_id": 1, "category_id": 9, "bbox": [200, 0, 5, 5]},  # outside: dropped
         {"id": 4, "image_id": 2, "category_id": 9, "bbox": [0, 0, 5, 5]},
         {"id": 5, "image_id": 3, "category_id": 7, "bbox": [1, 1, 2, 2]},
     ],
@@ -74,3 +73,45 @@ def test_full_urls_in_file_name_are_accepted() -> None:
 def test_malformed_coco_is_a_format_error_naming_the_source(document: bytes) -> None:
     with pytest.raises(FormatError, match=r"s3://b/boxes\.json"):
         CocoBoxes(document, source_root="s3://b/", source_name="s3://b/boxes.json")
+
+
+@pytest.mark.parametrize(
+    ("bbox", "problem"),
+    [
+        (["NaN", 0, 5, 5], "not finite"),
+        ([0, 0, "Infinity", 5], "not finite"),
+        ([0, 0, 0, 5], "no area"),
+        ([0, 0, 5, -2], "no area"),
+        ([0, 0, 5], "not 4 numbers"),
+        ([0, 0, "wide", 5], "not numeric"),
+        ([200, 0, 5, 5], "lies outside the 100x50 image"),
+    ],
+)
+def test_an_unusable_box_rejects_its_image_naming_the_box(bbox: list[object], problem: str) -> None:
+    """Before: NaN/Infinity boxes (json.loads accepts them) and boxes outside the image were
+    dropped silently, and the image was labeled done with whatever remained (0 annotations)."""
+    bad = {"id": 8, "image_id": 2, "category_id": 9, "bbox": bbox}
+    document = {**COCO, "annotations": [*COCO["annotations"], bad]}  # type: ignore[list-item]
+    text = json.dumps(document).replace('"NaN"', "NaN").replace('"Infinity"', "Infinity")
+    source = CocoBoxes(text.encode(), source_root="s3://bucket/raw/", source_name="boxes.json")
+    rejected = detect(source, "s3://bucket/raw/b.jpg")
+    assert isinstance(rejected, RejectedBoxes)
+    assert rejected.reason.startswith("invalid_boxes: annotation 8 ")
+    assert problem in rejected.reason
+    assert len(detect(source, "s3://bucket/raw/shelf/a.jpg")) == 2  # other images unaffected
+
+
+def test_a_bad_score_rejects_the_image() -> None:
+    bad = {"id": 8, "image_id": 2, "category_id": 9, "bbox": [0, 0, 5, 5], "score": "NaN"}
+    document = {**COCO, "annotations": [*COCO["annotations"], bad]}  # type: ignore[list-item]
+    text = json.dumps(document).replace('"NaN"', "NaN")
+    source = CocoBoxes(text.encode(), source_root="s3://bucket/raw/", source_name="boxes.json")
+    rejected = detect(source, "s3://bucket/raw/b.jpg")
+    assert isinstance(rejected, RejectedBoxes)
+    assert "not finite" in rejected.reason
+
+
+def test_category_names_longer_than_the_database_column_are_refused() -> None:
+    document = {**COCO, "categories": [{"id": 7, "name": "p" * 201}, {"id": 9, "name": "box"}]}
+    with pytest.raises(FormatError, match="at most 200 characters"):
+        coco_boxes(document)

@@ -14,7 +14,13 @@ from autolabel.storage.db.tables import ResultStatus
 from autolabel.storage.images import decode_image
 from autolabel.storage.rle import Rle, decode_rle
 from autolabel.tasks.labeling import shard as labeling
-from autolabel.tasks.labeling.shard import BoxSource, Fetched, ImageRef, ShardLabeler
+from autolabel.tasks.labeling.shard import (
+    BoxSource,
+    Fetched,
+    ImageRef,
+    RejectedBoxes,
+    ShardLabeler,
+)
 
 
 class OneBoxPerBrightImage(BoxSource):
@@ -22,8 +28,8 @@ class OneBoxPerBrightImage(BoxSource):
 
     def boxes(
         self, refs: Sequence[ImageRef], images: Sequence[npt.NDArray[np.uint8]]
-    ) -> list[Detections]:
-        out = []
+    ) -> list[Detections | RejectedBoxes]:
+        out: list[Detections | RejectedBoxes] = []
         for image in images:
             h, w = image.shape[:2]
             n = int(image.mean() > 100)

@@ -54,17 +54,6 @@ def _die_with(parent: int) -> Callable[[], None]:
     return arrange
 
 
-@contextlib.contextmanager
-def _home_lock(home: Path) -> Iterator[None]:
-    home.mkdir(parents=True, exist_ok=True)
-    with (home / "autolabel-api-start.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _server_command(port: int) -> list[str]:
     import prefect
 
@@ -107,6 +96,97 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+class StartingApi:
+    """A temporary API server process that is starting: `ready()` waits for it.
+
+    It holds PREFECT_HOME's start lock from its launch until it answers (its migration)."""
+
+    def __init__(self, prefect_home: Path, log: Path) -> None:
+        self.home, self.log, port = prefect_home, log, _free_port()
+        self.url = f"http://127.0.0.1:{port}/api"
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(prefect_home),
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+        }
+        env.pop("PREFECT_API_URL", None)
+        prefect_home.mkdir(parents=True, exist_ok=True)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = (prefect_home / "autolabel-api-start.lock").open("a")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                _server_command(port),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with(os.getpid()),
+            )
+
+    def ready(self) -> str:
+        """Wait until the server answers (then release the start lock); returns its URL."""
+        try:
+            _wait_healthy(self.process, self.url, self.log)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            self._unlock()
+        logger.info("temporary Prefect API at %s (pid %d)", self.url, self.process.pid)
+        return self.url
+
+    def _unlock(self) -> None:
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+    def stop(self) -> None:
+        self._unlock()
+        _stop(self.process)
+
+
+_early: StartingApi | None = None
+FLOW_COMMANDS = frozenset({"label", "export", "demo", "ingest-sa1b", "export-sa1b", "serve"})
+
+
+def start_early(argv: list[str], log: Path) -> None:
+    """Launch the temporary API before the command's modules are imported, when the command
+    line names a command that runs flows on the ephemeral default: its start then overlaps the
+    imports. `temporary_api` takes it over; `discard_early` stops it if nothing did."""
+    global _early
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command not in FLOW_COMMANDS or {"--help", "--dry-run"} & set(argv):
+        return
+    if (
+        os.environ.get("PREFECT_API_URL")
+        or os.environ.get("AUTOLABEL_PREFECT_API", "ephemeral") != "ephemeral"
+    ):
+        return
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    with contextlib.suppress(OSError):
+        _early = StartingApi(home, log)
+
+
+def discard_early() -> None:
+    """Stop an early-started API that no command took over."""
+    global _early
+    if _early is not None:
+        _early.stop()
+        _early = None
+
+
+def _take_early(prefect_home: Path) -> StartingApi | None:
+    global _early
+    early, _early = _early, None
+    if early is not None and early.home.resolve() != prefect_home.resolve():
+        early.stop()
+        return None
+    return early
+
+
 @contextlib.contextmanager
 def temporary_api(prefect_home: Path, log: Path) -> Iterator[str]:
     """Run a private Prefect API server for the block and point this process's Prefect client
@@ -114,32 +194,8 @@ def temporary_api(prefect_home: Path, log: Path) -> Iterator[str]:
     own ephemeral server does) and writes its output to `log`."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(prefect_home),
-        "PREFECT_UI_ENABLED": "0",
-        "PREFECT__SERVER_EPHEMERAL": "1",
-        "PREFECT__SERVER_FINAL": "1",
-    }
-    env.pop("PREFECT_API_URL", None)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with _home_lock(prefect_home), log.open("ab") as output:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            _server_command(port),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with(os.getpid()),
-        )
-        try:
-            _wait_healthy(process, url, log)
-        except BaseException:
-            _stop(process)
-            raise
-    logger.info("temporary Prefect API at %s (pid %d)", url, process.pid)
+    starting = _take_early(prefect_home) or StartingApi(prefect_home, log)
+    url = starting.ready()
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             try:
@@ -147,7 +203,7 @@ def temporary_api(prefect_home: Path, log: Path) -> Iterator[str]:
             finally:
                 _drain_clients()
     finally:
-        _stop(process)
+        starting.stop()
 
 
 def _drain_clients() -> None:

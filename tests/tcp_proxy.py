@@ -1,8 +1,8 @@
 """A TCP relay to stand in front of a real service and take it off the network on demand.
 
-`stop()` closes the listening socket and every relayed connection (clients see resets, then
-refused connections); `start()` listens on the same port again. The service behind it keeps
-its state, as an S3 endpoint that restarts does.
+While `down`, every relayed connection is cut and new ones are closed as soon as they arrive
+(counted in `refused`), as an endpoint whose server process is stopped behind its address; `up()`
+relays again. The service behind it keeps its state, as an S3 endpoint that restarts does.
 """
 
 import contextlib
@@ -11,48 +11,57 @@ import threading
 
 
 class TcpProxy:
-    """Relays 127.0.0.1:`port` to `target` (host, port) while started."""
+    """Relays 127.0.0.1:`port` to `target` (host, port) until `close()`."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self._listener: socket.socket | None = None
+        self.refused = 0
+        self._down = False
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def stop(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
+    def down(self) -> None:
+        """Cut every relayed connection and refuse new ones."""
         with self._lock:
+            self._down = True
             sockets, self._sockets = self._sockets, set()
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
-    def _accept(self, listener: socket.socket) -> None:
+    def up(self) -> None:
+        """Relay new connections again."""
+        with self._lock:
+            self._down = False
+
+    def close(self) -> None:
+        self.down()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+
+    def _accept(self) -> None:
         while True:
             try:
-                client, _ = listener.accept()
+                client, _ = self._listener.accept()
             except OSError:
-                return  # stopped
+                return  # closed
+            with self._lock:
+                down = self._down
+                self.refused += down
+            if down:
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:

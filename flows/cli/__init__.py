@@ -24,17 +24,24 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args
     args = [arg for arg in args if arg != DEBUG_FLAG]
-    from autolabel.flows.cli.app import app
-    from autolabel.flows.cli.boundary import describe, record
-    from autolabel.flows.cli.logs import command_logging
+    from autolabel.flows.cli.logs import command_logging, new_command_log
+    from autolabel.flows.prefect_api import discard_early, start_early
 
-    with command_logging(debug=debug) as log:
-        try:
-            app(args=args, prog_name="autolabel", standalone_mode=True)
-        except SystemExit:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - the boundary: every failure ends here
-            line, code = describe(exc, log)
-            record(exc, line)
-            sys.stderr.write(line + "\n")
-            sys.exit(code)
+    log = new_command_log()
+    start_early(args, log.api_path)  # its start overlaps the imports below
+    try:
+        from autolabel.flows.cli.app import app
+        from autolabel.flows.cli.boundary import describe, record
+
+        with command_logging(log, debug=debug):
+            try:
+                app(args=args, prog_name="autolabel", standalone_mode=True)
+            except SystemExit:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the boundary: every failure ends here
+                line, code = describe(exc, log)
+                record(exc, line)
+                sys.stderr.write(line + "\n")
+                sys.exit(code)
+    finally:
+        discard_early()

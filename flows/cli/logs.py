@@ -65,15 +65,27 @@ def _is_terminal(handler: logging.Handler) -> bool:
     return isinstance(handler, PrefectConsoleHandler) or type(handler) is logging.StreamHandler
 
 
+def new_command_log() -> CommandLog:
+    """The log files of a command starting now (created on first use, none when the logs folder
+    cannot be written)."""
+    folder = logs_folder()
+    stem = f"autolabel-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _prune(folder)
+        writable = os.access(folder, os.W_OK)
+    except OSError:
+        writable = False  # a read-only home: the terminal still gets the one-line errors
+    return CommandLog(folder / f"{stem}.log", folder / f"{stem}.api.log", writable)
+
+
 @contextlib.contextmanager
-def command_logging(*, debug: bool) -> Iterator[CommandLog]:
+def command_logging(log: CommandLog, *, debug: bool) -> Iterator[CommandLog]:
     """For the block: every record to the command's log file, a filtered terminal.
 
     Enter after Prefect is imported (its logging setup replaces the root handlers); everything
     is put back on exit (the CLI may run more than once in one process, as tests do).
     """
-    folder = logs_folder()
-    stem = f"autolabel-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"
     root = logging.getLogger()
     terminals = [h for h in root.handlers if _is_terminal(h)]
     saved = [(h, h.level) for h in terminals]
@@ -82,13 +94,8 @@ def command_logging(*, debug: bool) -> Iterator[CommandLog]:
         handler.setLevel(max(handler.level, logging.WARNING))
         handler.addFilter(terminal_filter)
     to_file: logging.Handler | None = None
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _prune(folder)
-        to_file = logging.FileHandler(folder / f"{stem}.log", encoding="utf-8", delay=True)
-    except OSError:
-        pass  # a read-only home: the terminal still gets the one-line errors
-    log = CommandLog(folder / f"{stem}.log", folder / f"{stem}.api.log", to_file is not None)
+    if log.written:
+        to_file = logging.FileHandler(log.path, encoding="utf-8", delay=True)
     package = logging.getLogger("autolabel")
     package_level = package.level
     if to_file is not None:

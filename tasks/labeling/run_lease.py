@@ -12,6 +12,7 @@ run is declared `crashed`, with the reason, when either
 That check runs when the next job on the dataset starts, and when runs are listed.
 """
 
+import functools
 import logging
 import os
 import socket
@@ -148,20 +149,21 @@ def claim_dataset(
     job's run is recorded `failed` with the reason, and `DatasetBusyError` says which run holds
     it (the job labels nothing).
     """
+    insert = functools.partial(
+        label_runs.create_label_run,
+        dataset_id=dataset_id,
+        work_key="",
+        parameters=parameters,
+        flow_run_id=flow_run_id,
+        owner=owner.label,
+        owner_key=owner.key,
+    )
     holder: RunningRun | None = None
     for _ in range(_CLAIM_ATTEMPTS):
         close_dead_runs(engine, dataset_id=dataset_id, lease_seconds=lease_seconds)
         try:
             with session_scope(engine) as session:
-                return label_runs.create_label_run(
-                    session,
-                    dataset_id=dataset_id,
-                    work_key="",
-                    parameters=parameters,
-                    flow_run_id=flow_run_id,
-                    owner=owner.label,
-                    owner_key=owner.key,
-                )
+                return insert(session)
         except IntegrityError:
             with session_scope(engine) as session:
                 running = label_runs.running_runs(session, dataset_id=dataset_id)
@@ -170,17 +172,7 @@ def claim_dataset(
             break
     reason = _busy_reason(holder) if holder else "dataset claimed by another job at the same time"
     with session_scope(engine) as session:
-        refused = label_runs.create_label_run(
-            session,
-            dataset_id=dataset_id,
-            work_key="",
-            parameters=parameters,
-            flow_run_id=flow_run_id,
-            owner=owner.label,
-            owner_key=owner.key,
-            status=RunStatus.FAILED,
-            status_reason=f"refused: {reason}",
-        )
+        refused = insert(session, status=RunStatus.FAILED, status_reason=f"refused: {reason}")
     raise DatasetBusyError(f"run {refused} refused: {reason}")
 
 

@@ -1,5 +1,9 @@
-"""Two identical jobs started together on one dataset: one labels, the other is refused in one
-line and recorded; both commands share one PREFECT_HOME, whose database they start in turn."""
+"""Two jobs at once. On one dataset: the second is refused in one line and recorded, the first
+labels everything. Sharing one fresh PREFECT_HOME: the commands' temporary Prefect APIs migrate
+its database in turn, and both jobs run."""
+
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -10,9 +14,10 @@ pytestmark = pytest.mark.integration
 
 def test_a_second_job_beside_a_running_one_is_refused(fault_world: FaultWorld) -> None:
     dataset = "two-jobs"
-    home = str(fault_world.folder / "shared-prefect-home")  # fresh: both run its migration
-    one = fault_world.start(fault_world.label_argv(dataset), PREFECT_HOME=home)
-    two = fault_world.start(fault_world.label_argv(dataset), PREFECT_HOME=home)
+    homes = [Path(fault_world.env["PREFECT_HOME"]), fault_world.folder / "second-home"]
+    shutil.copytree(homes[0], homes[1])  # two warm homes: both commands start at full speed
+    argv = fault_world.label_argv(dataset)
+    one, two = (fault_world.start(argv, PREFECT_HOME=str(home)) for home in homes)
     codes = sorted([one.wait(), two.wait()])
     assert codes == [0, 2], one.stderr[-2000:] + two.stderr[-2000:]
     refused = one if one.process.returncode == 2 else two
@@ -28,3 +33,14 @@ def test_a_second_job_beside_a_running_one_is_refused(fault_world: FaultWorld) -
     failed = next(reason for _, status, reason, _ in runs if status == "failed")
     assert str(failed).startswith("refused: ")
     fault_world.check_invariants(dataset, [one, two])
+
+
+def test_commands_sharing_a_fresh_prefect_home_start_in_turn(fault_world: FaultWorld) -> None:
+    home = str(fault_world.folder / "shared-fresh-home")
+    jobs = {
+        name: fault_world.start(fault_world.label_argv(name), PREFECT_HOME=home)
+        for name in ("shared-home-a", "shared-home-b")
+    }
+    for name, job in jobs.items():
+        assert job.wait() == 0, job.stderr[-3000:]
+        fault_world.check_invariants(name, [job])

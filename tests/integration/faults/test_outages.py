@@ -12,27 +12,29 @@ from tests.tcp_proxy import TcpProxy
 pytestmark = pytest.mark.integration
 
 
+SMALL_SHARDS = ("--shard-size", "2")  # later shards fetch their images after the outage began
+
+
 def moto_proxy(world: FaultWorld) -> TcpProxy:
     host, port = world.endpoint_url.removeprefix("http://").split(":")
-    proxy = TcpProxy((host, int(port)))
-    proxy.start()
-    return proxy
+    return TcpProxy((host, int(port)))
 
 
 def test_s3_endpoint_stopped_and_restarted_mid_run(fault_world: FaultWorld) -> None:
-    """The endpoint refuses connections for 4 s mid-shard: retries carry the job through."""
+    """The endpoint refuses connections for 4 s mid-run: retries carry the job through."""
     dataset, proxy = "s3-restart", moto_proxy(fault_world)
     try:
         job = fault_world.start(
-            fault_world.label_argv(dataset), AUTOLABEL_S3__ENDPOINT_URL=proxy.url
+            fault_world.label_argv(dataset, *SMALL_SHARDS), AUTOLABEL_S3__ENDPOINT_URL=proxy.url
         )
-        fault_world.wait_done(dataset, 5, job)
-        proxy.stop()
+        fault_world.wait_done(dataset, 3, job)
+        proxy.down()
         time.sleep(4)
-        proxy.start()
+        proxy.up()
         assert job.wait() == 0, job.stderr[-3000:]
     finally:
-        proxy.stop()
+        proxy.close()
+    assert proxy.refused > 0, "the job did not meet the outage"
     [(_, status, _, done)] = fault_world.runs(dataset)
     assert (status, done) == ("completed", N_IMAGES)
     fault_world.check_invariants(dataset, [job])
@@ -65,19 +67,19 @@ def test_s3_gone_for_good_fails_the_run_in_one_line(fault_world: FaultWorld) -> 
     dataset, proxy = "s3-gone", moto_proxy(fault_world)
     try:
         job = fault_world.start(
-            fault_world.label_argv(dataset),
+            fault_world.label_argv(dataset, *SMALL_SHARDS),
             AUTOLABEL_S3__ENDPOINT_URL=proxy.url,
             AUTOLABEL_S3__MAX_ATTEMPTS="2",
             AUTOLABEL_S3__CONNECT_TIMEOUT_S="1",
         )
         fault_world.wait_done(dataset, 3, job)
-        proxy.stop()
+        proxy.down()
         assert job.wait() == 2, job.stderr[-3000:]
     finally:
-        proxy.stop()
+        proxy.close()
     errors = [line for line in job.stderr.splitlines() if line.startswith("autolabel:")]
     assert len(errors) == 1, job.stderr
-    assert errors[0].startswith("autolabel: error: get s3://")
+    assert errors[0].startswith("autolabel: error: ")
     assert "after retries" in errors[0]
     assert job.stderr.rstrip().endswith(errors[0])  # the last thing printed
     assert "Traceback" not in job.stderr + job.stdout

@@ -20,6 +20,21 @@ from tests.synthetic import write_synthetic_shards, write_with_bad_rles
 pytestmark = pytest.mark.integration
 
 
+def request_on(env: FlowEnv, **fields: object) -> RetrainRequest:
+    """A retraining of the test architecture on the bucket's `sa1b/train` and `sa1b/holdout`."""
+    return RetrainRequest.model_validate(
+        {
+            "data": f"s3://{env.bucket}/sa1b/train",
+            "holdout": f"s3://{env.bucket}/sa1b/holdout",
+            "model": "efficientvit-sam-test",
+            "models_url": f"s3://{env.bucket}/models",
+            "images_per_batch": 1,
+            "max_masks": 1,
+            **fields,
+        }
+    )
+
+
 def versions(env: FlowEnv) -> list[tuple[str, str]]:
     engine = create_engine(env.database_url)
     try:
@@ -39,18 +54,7 @@ def test_better_candidate_is_promoted_and_a_worse_one_is_not(
     write_synthetic_shards(tmp_path / "holdout", shards=1, images_per_shard=4, seed=99, **shapes)  # type: ignore[arg-type]
     flow_env.upload_folder(tmp_path / "train", "sa1b/train/")
     flow_env.upload_folder(tmp_path / "holdout", "sa1b/holdout/")
-    request = RetrainRequest(
-        data=f"s3://{flow_env.bucket}/sa1b/train",
-        holdout=f"s3://{flow_env.bucket}/sa1b/holdout",
-        model="efficientvit-sam-test",
-        models_url=f"s3://{flow_env.bucket}/models",
-        max_steps=120,
-        images_per_batch=1,
-        max_masks=1,
-        lr=1e-3,
-        margin=0.0,
-        from_scratch=True,
-    )
+    request = request_on(flow_env, max_steps=120, lr=1e-3, margin=0.0, from_scratch=True)
     first = retrain_sam(request)
     # The loss curve stored with the training falls (this is also the test model's fine-tune
     # acceptance check: tests/integration/training/test_finetune.py runs it apart under `slow`).
@@ -93,19 +97,7 @@ def test_no_promotion_on_a_holdout_with_too_many_bad_items(
     )
     flow_env.upload_folder(tmp_path / "train", "sa1b/train/")
     flow_env.upload_folder(tmp_path / "holdout", "sa1b/holdout/")
-    result = retrain_sam(
-        RetrainRequest(
-            data=f"s3://{flow_env.bucket}/sa1b/train",
-            holdout=f"s3://{flow_env.bucket}/sa1b/holdout",
-            model="efficientvit-sam-test",
-            models_url=f"s3://{flow_env.bucket}/models",
-            max_steps=2,
-            images_per_batch=1,
-            max_masks=1,
-            margin=0.0,
-            from_scratch=True,
-        )
-    )
+    result = retrain_sam(request_on(flow_env, max_steps=2, margin=0.0, from_scratch=True))
     assert not result.promoted
     assert result.reason == (
         f"not deciding: the held-out evaluation of {result.candidate.name} skipped 2 of 4 items "

@@ -9,7 +9,7 @@ from sqlalchemy.exc import DataError
 
 from autolabel.flows.cli import main
 from autolabel.flows.cli.boundary import describe
-from autolabel.flows.cli.logs import CommandLog, TerminalFilter, command_logging
+from autolabel.flows.cli.logs import CommandLog, TerminalFilter, command_logging, new_command_log
 from autolabel.flows.errors import ConfigError
 from autolabel.models.errors import ChecksumMismatchError
 from autolabel.storage.errors import DatasetBusyError, StorageConfigError
@@ -86,7 +86,7 @@ def test_command_logging_restores_the_handlers(
     monkeypatch.setenv("AUTOLABEL_HOME", str(tmp_path))
     root = logging.getLogger()
     before = list(root.handlers)
-    with command_logging(debug=False) as log:
+    with command_logging(new_command_log(), debug=False) as log:
         assert len(root.handlers) == len(before) + 1
         assert log.written
     assert root.handlers == before

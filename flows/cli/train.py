@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+from autolabel.flows.errors import FlowError
 from autolabel.flows.resources import inference_device, s3_config
 from autolabel.flows.settings import load_settings
 from autolabel.tasks.training.distributed import shutdown_distributed
@@ -65,6 +66,10 @@ def train(
         teacher_cache=teacher_cache,
         s3=s3_config(load_settings()),
     )
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FlowError(f"cannot create --output {output}: {exc.strerror or exc}") from exc
     try:
         result = run_training(config)
     finally:
@@ -123,6 +128,9 @@ def evaluate(
     out["images"] = report.images_used
     out["skipped"] = report.images_skipped
     out["skipped_items"] = [{"name": b.name, "reason": b.reason} for b in report.skipped]
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(out, indent=2))
+    try:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(out, indent=2))
+    except OSError as exc:
+        raise FlowError(f"cannot write --json {json_path}: {exc.strerror or exc}") from exc
     typer.echo(json.dumps(out))

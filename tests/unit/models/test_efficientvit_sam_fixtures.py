@@ -71,7 +71,17 @@ def test_parity_runs_on_a_fresh_clone_without_shared(tmp_path: Path) -> None:
     env.pop("AUTOLABEL_SHARED_DIR", None)
     env["CI"] = "true"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *FRESH_CLONE_TESTS],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-n",
+            "0",
+            "-p",
+            "no:cacheprovider",
+            *FRESH_CLONE_TESTS,
+        ],
         cwd=clone,
         env=env,
         capture_output=True,

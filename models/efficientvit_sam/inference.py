@@ -6,6 +6,10 @@ several threads at once (PyTorch modules in eval mode are read-only in forward).
 Precision: the image encoder runs in the dtype of its parameters (see
 `autolabel.models.efficientvit_sam.optimize.prepare_for_inference`); embeddings are returned in
 float32, and the prompt encoder and mask decoder run in float32.
+
+`encode_images`, `segment_boxes` and `segment_boxes_batch` also take any `SegmenterBackend`
+(`autolabel.models.runtime.backends`), e.g. the model in ONNX Runtime; point and mask prompts,
+and several masks per box, need the torch model.
 """
 
 from collections.abc import Sequence
@@ -18,6 +22,7 @@ from torch import Tensor
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.efficientvit_sam.validation import check_boxes
 from autolabel.models.errors import InvalidInputError
+from autolabel.models.runtime.backends import SegmenterBackend, as_segmenter
 from autolabel.models.transforms import (
     PromptTransform,
     postprocess_masks,
@@ -36,18 +41,17 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _encoder_dtype(model: EfficientViTSam) -> torch.dtype:
-    return next(model.image_encoder.parameters()).dtype
-
-
 @torch.inference_mode()
 def encode_images(
-    model: EfficientViTSam, images: Sequence[npt.NDArray[np.uint8]], *, batch_size: int = 8
+    model: EfficientViTSam | SegmenterBackend,
+    images: Sequence[npt.NDArray[np.uint8]],
+    *,
+    batch_size: int = 8,
 ) -> list[ImageEmbedding]:
     """Encode images (any sizes) with one encoder forward per `batch_size` images.
 
     Args:
-        model: The model (eval mode) on its device.
+        model: The model (eval mode) on its device, or a `SegmenterBackend`.
         images: (H_i, W_i, 3) uint8 RGB arrays (grayscale (H, W) is converted to RGB).
         batch_size: Images per encoder forward.
 
@@ -59,17 +63,13 @@ def encode_images(
     """
     if batch_size < 1:
         raise InvalidInputError(f"expected batch_size >= 1, got {batch_size}")
+    backend = as_segmenter(model)
     checked = [validate_image(image) for image in images]
-    device, dtype = model_device(model), _encoder_dtype(model)
-    size = model.encoder_input_size
+    size = backend.input_size
     out: list[ImageEmbedding] = []
     for start in range(0, len(checked), batch_size):
         chunk = checked[start : start + batch_size]
-        x = torch.stack([preprocess_image(image, size) for image in chunk])
-        x = x.to(device=device, dtype=dtype)
-        if _is_channels_last(model):
-            x = x.contiguous(memory_format=torch.channels_last)
-        embeddings = model.image_encoder(x).float()
+        embeddings = backend.encode(torch.stack([preprocess_image(im, size) for im in chunk]))
         for i, image in enumerate(chunk):
             hw = (int(image.shape[0]), int(image.shape[1]))
             out.append(
@@ -81,11 +81,6 @@ def encode_images(
                 )
             )
     return out
-
-
-def _is_channels_last(model: EfficientViTSam) -> bool:
-    weight = next(model.image_encoder.parameters())
-    return weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last)
 
 
 @torch.inference_mode()
@@ -169,7 +164,7 @@ def _empty(height: int, width: int) -> MaskSet:
 
 @torch.inference_mode()
 def segment_boxes(
-    model: EfficientViTSam,
+    model: EfficientViTSam | SegmenterBackend,
     embedding: ImageEmbedding,
     boxes_xyxy_px: object,
     *,
@@ -198,15 +193,17 @@ def segment_boxes(
         return _empty(*embedding.original_size)
     prompt_boxes = PROMPT_TRANSFORM.apply_boxes(boxes, embedding.original_size)
     box_t = torch.as_tensor(prompt_boxes, dtype=torch.float32)
+    if multimask_output and not isinstance(model, EfficientViTSam):
+        raise InvalidInputError(f"expected the torch model for multimask output, got {model.name}")
+    backend = as_segmenter(model)
     low_res_parts, iou_parts = [], []
     for start in range(0, box_t.shape[0], max_boxes_per_call):
-        low_res, iou = decode_prompts(
-            model,
-            embedding,
-            boxes=box_t[start : start + max_boxes_per_call],
-            multimask_output=multimask_output,
-        )
-        best = iou.argmax(dim=1)  # column 0 when multimask_output is False
+        part = box_t[start : start + max_boxes_per_call]
+        if multimask_output and isinstance(model, EfficientViTSam):
+            low_res, iou = decode_prompts(model, embedding, boxes=part, multimask_output=True)
+        else:
+            low_res, iou = backend.decode_boxes(embedding.embedding, part)
+        best = iou.argmax(dim=1)  # column 0 with one mask per box
         rows = torch.arange(iou.shape[0], device=iou.device)
         low_res_parts.append(low_res[rows, best])
         iou_parts.append(iou[rows, best])
@@ -214,7 +211,7 @@ def segment_boxes(
 
 
 def segment_boxes_batch(
-    model: EfficientViTSam,
+    model: EfficientViTSam | SegmenterBackend,
     images: Sequence[npt.NDArray[np.uint8]],
     boxes_per_image: Sequence[object],
     *,

@@ -1,8 +1,10 @@
-"""EfficientViT-SAM in ONNX Runtime against torch float32: the parity gate, all five variants.
+"""EfficientViT-SAM in ONNX Runtime and OpenVINO against torch float32: the parity gate, all
+five variants.
 
 Random weights (seeded): parity depends on the arithmetic, not on the values. Each variant's
-encoder (dynamic batch) and box decoder (dynamic number of boxes) are exported, checked by the
-ONNX checker, and must reproduce torch's embeddings and masks.
+encoder (dynamic batch) and box decoder (dynamic number of boxes) are exported once, checked by
+the ONNX checker, and every runtime of them must reproduce torch's embeddings and masks: float32
+runtimes at mean mask IoU >= 0.99, OpenVINO's bfloat16 encoder at >= 0.98.
 """
 
 from pathlib import Path
@@ -18,6 +20,7 @@ from autolabel.models.registry import create_model
 from autolabel.models.runtime.backends import TorchSegmenter
 from autolabel.models.runtime.parity import ParityReport, sam_parity
 from autolabel.models.runtime.sam_onnx import OnnxSam, export_box_decoder, export_encoder
+from autolabel.models.runtime.sam_openvino import OpenVinoSam
 
 pytest.importorskip("onnxruntime")
 VARIANTS = ["l0", "l1", "l2", "xl0", "xl1"]
@@ -38,12 +41,23 @@ def onnx_of(name: str, folder: Path) -> tuple[TorchSegmenter, OnnxSam]:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_onnx_runtime_passes_the_fp32_parity_gate(variant: str, tmp_path: Path) -> None:
+def test_onnx_runtime_and_openvino_pass_the_parity_gate(variant: str, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
     reference, runtime = onnx_of(f"efficientvit-sam-{variant}", tmp_path)
     report = sam_parity(reference, runtime)
     assert report.passed, report.describe()
     assert report.mean_mask_iou >= 0.99
     assert report.embedding_max_abs < 1e-4
+    size = runtime.input_size
+    for precision, min_iou in (("fp32", 0.99), ("bf16", 0.98)):
+        openvino = OpenVinoSam(
+            tmp_path / "encoder.onnx", tmp_path / "decoder.onnx", input_size=size,
+            precision=precision,  # type: ignore[arg-type]
+        )  # fmt: skip
+        report = sam_parity(reference, openvino, precision=precision)
+        assert report.passed, report.describe()
+        assert report.mean_mask_iou >= min_iou
+        assert report.candidate == f"openvino-{precision}"
 
 
 def test_dynamic_batch_and_box_counts_match_torch(tmp_path: Path) -> None:

@@ -31,3 +31,8 @@ class InvalidInputError(ModelError, ValueError):
 
 class ImageNotSetError(ModelError, RuntimeError):
     """A `SamPredictor` asked to predict before `set_image` was called in the same thread."""
+
+
+class RuntimeUnavailableError(ModelError, RuntimeError):
+    """An inference runtime (TensorRT, CUDA) that is not installed here, or that cannot build,
+    load or run an engine on this machine."""

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from autolabel.flows.errors import ConfigError
+from autolabel.models.runtime.choice import Backend, Precision
 from autolabel.storage.config import S3Config
 from autolabel.storage.images import DEFAULT_MAX_PIXELS
 from autolabel.storage.urls import STORE_SCHEMES, is_url, parse_store_root
@@ -132,6 +133,21 @@ class ModelsConfig(BaseModel):
     )
     detector: str = Field(
         default="grounding-dino-swint-ogc", description="Default GroundingDINO model name."
+    )
+    segmenter_backend: Backend = Field(
+        default="auto",
+        description="Segmenter runtime: `auto` (the fastest installed one that passes its parity "
+        "gate), `torch`, `onnxruntime`, `openvino` or `tensorrt`.",
+    )
+    segmenter_precision: Precision = Field(
+        default="auto", description="Segmenter precision: `auto`, `fp32`, `bf16` or `fp16`."
+    )
+    detector_backend: Backend = Field(
+        default="auto",
+        description="Detector runtime: `auto`, `torch`, `onnxruntime` or `openvino`.",
+    )
+    detector_precision: Precision = Field(
+        default="auto", description="Detector precision: `auto`, `fp32`, `bf16` or `fp16`."
     )
 
     @field_validator("device")

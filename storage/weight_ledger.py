@@ -30,17 +30,18 @@ parsed is moved aside to `weights-ledger.json.corrupt` with a warning and starte
 weights directory that cannot be written only loses the record, with a warning.
 """
 
-import fcntl
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+
+from autolabel.storage.file_lock import exclusive_lock
 
 LEDGER_FILENAME = "weights-ledger.json"
 FORMAT = 1
@@ -257,16 +258,8 @@ class WeightLedger:
             )
             return change(self._read(repair=False))
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.weights_dir.mkdir(parents=True, exist_ok=True)
-        lock = self.path.with_name(self.path.name + ".lock")
-        with lock.open("a") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    def _locked(self) -> AbstractContextManager[None]:
+        return exclusive_lock(self.path.with_name(self.path.name + ".lock"))
 
     def _read(self, *, repair: bool) -> dict[str, LedgerEntry]:
         """The entries; a corrupt ledger reads as empty and (with `repair`, under the lock) is

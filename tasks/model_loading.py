@@ -26,14 +26,20 @@ from autolabel.models.efficientvit_sam.optimize import prepare_for_inference
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import ChecksumMismatchError, UnknownModelError
 from autolabel.models.grounding_dino.detector import GroundingDinoDetector, InferenceOptions
+from autolabel.models.grounding_dino.runtime import ImageSideRunner
 from autolabel.models.grounding_dino.text import load_tokenizer
 from autolabel.models.registry import create_model, get_spec
+from autolabel.models.runtime.backends import SegmenterBackend
+from autolabel.models.runtime.choice import RuntimeRequest
 from autolabel.models.weight_files import WeightFile, sha256_of
+from autolabel.storage.artifact_cache import ArtifactCache
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.model_versions import get_model_version, get_production_model
 from autolabel.storage.db.records import ModelVersionInfo
 from autolabel.storage.weight_download import ensure_weights, prove_weights
 from autolabel.tasks.resources import Resources
+from autolabel.tasks.runtime_trials import PARITY_CAPTION, detector_trial, segmenter_trial
+from autolabel.tasks.runtimes import RuntimeChoice, choose
 
 RANDOM = "random"
 
@@ -147,9 +153,19 @@ def fetch_version_weights(version: ModelVersionInfo, resources: Resources) -> Pa
 
 
 def load_segmenter(name: str, resources: Resources, *, random_weights: bool) -> EfficientViTSam:
-    """Build the segmenter `name` resolves to, with its weights (or seeded random ones)."""
-    weights = resolve_segmenter(name, resources, random_weights=random_weights)
+    """Build the segmenter `name` resolves to, with its weights (or seeded random ones),
+    prepared for inference in torch on the resources' device."""
+    model = load_segmenter_weights(name, resources, random_weights=random_weights)
     device = resources.device
+    dtype = "fp16" if device.startswith("cuda") else "fp32"
+    return prepare_for_inference(model, device=device, dtype=dtype)
+
+
+def load_segmenter_weights(
+    name: str, resources: Resources, *, random_weights: bool
+) -> EfficientViTSam:
+    """The float32 CPU segmenter `name` resolves to, with its weights (or seeded random ones)."""
+    weights = resolve_segmenter(name, resources, random_weights=random_weights)
     if weights.path is None:
         model = create_model(weights.spec_name, family="segmenter")
         seeded_random_weights(model, name)
@@ -160,8 +176,63 @@ def load_segmenter(name: str, resources: Resources, *, random_weights: bool) -> 
             checkpoint_path=weights.path,
             expected_sha256=weights.sha256,
         )
-    dtype = "fp16" if device.startswith("cuda") else "fp32"
-    return prepare_for_inference(model, device=device, dtype=dtype)
+    return model
+
+
+def runtime_cache(resources: Resources) -> ArtifactCache:
+    """Exported graphs, engines and runtime choices of this worker: `<weights>/runtime-cache`."""
+    return ArtifactCache(resources.config.weights_dir / "runtime-cache")
+
+
+def load_segmenter_runtime(
+    name: str, resources: Resources, *, random_weights: bool, request: RuntimeRequest
+) -> tuple[SegmenterBackend, RuntimeChoice]:
+    """The segmenter `name` in the runtime `request` resolves to on this worker (see
+    `autolabel.tasks.runtimes`), and that choice."""
+    identity = resolve_segmenter(name, resources, random_weights=random_weights).version
+    base = load_segmenter_weights(name, resources, random_weights=random_weights)
+    trial = segmenter_trial(
+        base,
+        identity,
+        device=resources.device,
+        cache=runtime_cache(resources),
+        threads=torch.get_num_threads(),
+    )
+    backend: SegmenterBackend
+    backend, choice = choose(
+        trial, request, device=resources.device, cache=runtime_cache(resources)
+    )
+    return backend, choice
+
+
+def load_detector_runtime(
+    name: str, resources: Resources, *, random_weights: bool, request: RuntimeRequest
+) -> tuple["DetectorParts", RuntimeChoice]:
+    """The detector `name` with its image side in the runtime `request` resolves to on this
+    worker (see `autolabel.tasks.runtimes`), and that choice."""
+    parts = resources.cached(
+        ("detector-network", name, str(random_weights)),
+        lambda: load_detector_parts(name, resources, random_weights=random_weights),
+    )
+    identity = detector_version(name, resources, random_weights=random_weights)
+    caption_ids = list(parts.tokenizer(PARITY_CAPTION)["input_ids"])
+    trial = detector_trial(
+        parts.model,
+        caption_ids,
+        identity,
+        device=resources.device,
+        cache=runtime_cache(resources),
+        threads=torch.get_num_threads(),
+    )
+    unsupported = {"tensorrt"} | ({"onnxruntime"} if resources.device.startswith("cuda") else set())
+    image_side, choice = choose(
+        trial,
+        request,
+        device=resources.device,
+        cache=runtime_cache(resources),
+        unsupported=frozenset(unsupported),
+    )
+    return DetectorParts(parts.model, parts.tokenizer, parts.options, image_side), choice
 
 
 def packaged_tokenizer_dir() -> Path:
@@ -215,9 +286,12 @@ class DetectorParts:
     model: GroundingDinoForObjectDetection
     tokenizer: BertTokenizer
     options: InferenceOptions
+    image_side: ImageSideRunner | None = None
 
     def with_config(self, config: DetectionConfig) -> GroundingDinoDetector:
-        return GroundingDinoDetector(self.model, self.tokenizer, config, self.options)
+        return GroundingDinoDetector(
+            self.model, self.tokenizer, config, self.options, self.image_side
+        )
 
 
 def load_detector_parts(name: str, resources: Resources, *, random_weights: bool) -> DetectorParts:

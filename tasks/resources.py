@@ -35,6 +35,10 @@ from autolabel.storage.urls import split_object_url
 if TYPE_CHECKING:
     from autolabel.models.detection import DetectionConfig, Detector
     from autolabel.models.efficientvit_sam.sam import EfficientViTSam
+    from autolabel.models.runtime.backends import SegmenterBackend
+    from autolabel.models.runtime.choice import RuntimeRequest
+    from autolabel.tasks.model_loading import DetectorParts
+    from autolabel.tasks.runtimes import RuntimeChoice
 
 T = TypeVar("T")
 
@@ -119,16 +123,50 @@ class Resources:
             lambda: load_segmenter(name, self, random_weights=random_weights),
         )
 
-    def detector(self, name: str, *, config: "DetectionConfig", random_weights: bool) -> "Detector":
-        """The detector `name` with post-processing `config`; its network is loaded once."""
-        from autolabel.tasks.model_loading import load_detector_parts
+    def segmenter_runtime(
+        self, name: str, *, random_weights: bool, request: "RuntimeRequest"
+    ) -> tuple["SegmenterBackend", "RuntimeChoice"]:
+        """EfficientViT-SAM `name` in the runtime `request` resolves to on this worker (built,
+        gated and chosen once; see `autolabel.tasks.runtimes`), and that choice."""
+        from autolabel.tasks.model_loading import load_segmenter_runtime
 
-        parts = self.cached(
-            ("detector-network", name, str(random_weights)),
-            lambda: load_detector_parts(name, self, random_weights=random_weights),
-        )
         return self.cached(
-            ("detector", name, str(random_weights), repr(config)),
+            ("segmenter-runtime", name, str(random_weights), str(request)),
+            lambda: load_segmenter_runtime(
+                name, self, random_weights=random_weights, request=request
+            ),
+        )
+
+    def detector_runtime(
+        self, name: str, *, random_weights: bool, request: "RuntimeRequest"
+    ) -> tuple["DetectorParts", "RuntimeChoice"]:
+        """The detector `name` with its image side in the runtime `request` resolves to on this
+        worker (chosen once), and that choice."""
+        from autolabel.tasks.model_loading import load_detector_runtime
+
+        return self.cached(
+            ("detector-runtime", name, str(random_weights), str(request)),
+            lambda: load_detector_runtime(
+                name, self, random_weights=random_weights, request=request
+            ),
+        )
+
+    def detector(
+        self,
+        name: str,
+        *,
+        config: "DetectionConfig",
+        random_weights: bool,
+        request: "RuntimeRequest | None" = None,
+    ) -> "Detector":
+        """The detector `name` with post-processing `config`, its image side in the runtime
+        `request` resolves to (default: torch float32); its network is loaded once."""
+        from autolabel.models.runtime.choice import RuntimeRequest
+
+        chosen = request or RuntimeRequest("torch", "fp32")
+        parts, _ = self.detector_runtime(name, random_weights=random_weights, request=chosen)
+        return self.cached(
+            ("detector", name, str(random_weights), str(chosen), repr(config)),
             lambda: parts.with_config(config),
         )
 

@@ -141,6 +141,18 @@ def label(
     ),
     detector: str | None = typer.Option(None, help="Detector model (default: settings)."),
     segmenter: str | None = typer.Option(None, help="Segmenter model (default: settings)."),
+    segmenter_backend: str | None = typer.Option(
+        None, help="auto, torch, onnxruntime, openvino or tensorrt (default: settings)."
+    ),
+    segmenter_precision: str | None = typer.Option(
+        None, help="auto, fp32, bf16 or fp16 (default: settings)."
+    ),
+    detector_backend: str | None = typer.Option(
+        None, help="auto, torch, onnxruntime or openvino (default: settings)."
+    ),
+    detector_precision: str | None = typer.Option(
+        None, help="auto, fp32, bf16 or fp16 (default: settings)."
+    ),
     box_threshold: float = typer.Option(0.35, help="Minimum box confidence."),
     text_threshold: float = typer.Option(0.25, help="Minimum matched-phrase probability."),
     nms_iou: float = typer.Option(0.5, help="Per-category NMS IoU."),
@@ -174,6 +186,10 @@ def label(
                 "boxes_from": boxes_from,
                 "detector": detector or settings.models.detector,
                 "segmenter": segmenter or settings.models.segmenter,
+                "segmenter_backend": segmenter_backend or settings.models.segmenter_backend,
+                "segmenter_precision": segmenter_precision or settings.models.segmenter_precision,
+                "detector_backend": detector_backend or settings.models.detector_backend,
+                "detector_precision": detector_precision or settings.models.detector_precision,
                 "thresholds": {
                     "box_threshold": box_threshold,
                     "text_threshold": text_threshold,

@@ -12,16 +12,15 @@ with one mask per box (what labeling uses); point and mask prompts stay with tor
 """
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
 
-import numpy as np
-import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import InvalidInputError
+from autolabel.models.runtime.sessions import GraphRunner, as_numpy, as_tensor, ort_runner
 
 ENCODER_INPUTS, ENCODER_OUTPUTS = ("images",), ("image_embeddings",)
 DECODER_INPUTS = ("image_embeddings", "boxes")
@@ -99,25 +98,49 @@ def export_box_decoder(model: EfficientViTSam, path: Path) -> None:
     )
 
 
-def ort_session(path: Path, *, providers: list[str], threads: int | None = None) -> Any:
-    """An ONNX Runtime session of `path` with full graph optimisation."""
-    import onnxruntime  # type: ignore[import-untyped]
+class ExportedSam:
+    """`SegmenterBackend` of the exported encoder and box decoder, in any `GraphRunner`.
 
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(str(path), options, providers=providers)
+    Args:
+        encoder: Runner of the exported encoder (`export_encoder`).
+        decoder: Runner of the exported box decoder (`export_box_decoder`).
+        input_size: S of the encoder input.
+        name: What runs, e.g. "onnxruntime-fp32" (logs and run records).
+    """
+
+    def __init__(
+        self, encoder: GraphRunner, decoder: GraphRunner, *, input_size: int, name: str
+    ) -> None:
+        self.encoder, self.decoder = encoder, decoder
+        self.input_size = input_size
+        self.name = name
+
+    def encode(self, images: Tensor) -> Tensor:
+        """(B, 3, S, S) normalised images -> (B, 256, 64, 64) float32 embeddings (CPU)."""
+        size = self.input_size
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
+            raise InvalidInputError(f"expected (B, 3, {size}, {size}), got {tuple(images.shape)}")
+        (embeddings,) = self.encoder({"images": as_numpy(images)}, ENCODER_OUTPUTS)
+        return as_tensor(embeddings)
+
+    def decode_boxes(self, embedding: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """(1, 256, 64, 64) embedding, (N, 4) 1024-frame xyxy -> (N, 1, 256, 256) logits and
+        (N, 1) predicted IoU (CPU, float32)."""
+        if boxes.dim() != 2 or boxes.shape[1] != 4 or boxes.shape[0] == 0:
+            raise InvalidInputError(f"expected (N >= 1, 4) boxes, got {tuple(boxes.shape)}")
+        feed = {"image_embeddings": as_numpy(embedding), "boxes": as_numpy(boxes)}
+        logits, iou = self.decoder(feed, DECODER_OUTPUTS)
+        return as_tensor(logits), as_tensor(iou)
 
 
-class OnnxSam:
-    """EfficientViT-SAM's encoder and box decoder in ONNX Runtime.
+class OnnxSam(ExportedSam):
+    """The exported graphs in ONNX Runtime ("onnxruntime-fp32").
 
     Args:
         encoder: Path of the exported encoder.
         decoder: Path of the exported box decoder.
         input_size: S of the encoder input.
-        providers: ONNX Runtime execution providers, e.g. ["CPUExecutionProvider"].
+        providers: ONNX Runtime execution providers (default: the CPU provider).
         threads: Intra-op threads per session (None: ONNX Runtime's default).
     """
 
@@ -127,33 +150,12 @@ class OnnxSam:
         decoder: Path,
         *,
         input_size: int,
-        providers: list[str] | None = None,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
         threads: int | None = None,
     ) -> None:
-        chosen = providers or ["CPUExecutionProvider"]
-        self.encoder = ort_session(encoder, providers=chosen, threads=threads)
-        self.decoder = ort_session(decoder, providers=chosen, threads=threads)
-        self.input_size = input_size
-        self.name = "onnxruntime-fp32"
-
-    def encode(self, images: Tensor) -> Tensor:
-        """(B, 3, S, S) normalised images -> (B, 256, 64, 64) float32 embeddings (CPU)."""
-        size = self.input_size
-        if images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
-            raise InvalidInputError(f"expected (B, 3, {size}, {size}), got {tuple(images.shape)}")
-        feed = {"images": _numpy(images)}
-        (embeddings,) = self.encoder.run(list(ENCODER_OUTPUTS), feed)
-        return torch.from_numpy(cast(npt.NDArray[np.float32], embeddings))
-
-    def decode_boxes(self, embedding: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-        """(1, 256, 64, 64) embedding, (N, 4) 1024-frame xyxy -> (N, 1, 256, 256) logits and
-        (N, 1) predicted IoU (CPU, float32)."""
-        if boxes.dim() != 2 or boxes.shape[1] != 4 or boxes.shape[0] == 0:
-            raise InvalidInputError(f"expected (N >= 1, 4) boxes, got {tuple(boxes.shape)}")
-        feed = {"image_embeddings": _numpy(embedding), "boxes": _numpy(boxes)}
-        logits, iou = self.decoder.run(list(DECODER_OUTPUTS), feed)
-        return torch.from_numpy(logits), torch.from_numpy(iou)
-
-
-def _numpy(tensor: Tensor) -> npt.NDArray[np.float32]:
-    return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy())
+        super().__init__(
+            ort_runner(encoder, providers=providers, threads=threads),
+            ort_runner(decoder, providers=providers, threads=threads),
+            input_size=input_size,
+            name="onnxruntime-fp32",
+        )

@@ -243,3 +243,24 @@ def mark_crashed(session: Session, *, run_id: int, reason: str) -> bool:
         )
     )
     return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+def record_runtimes(
+    session: Session, *, run_id: int, runtimes: Mapping[str, Mapping[str, str]]
+) -> None:
+    """Add each model's runtime choice to the run's `runtimes` (model -> the distinct choices of
+    its workers: runtime, request, device and reason), once per distinct choice."""
+    row = session.execute(
+        select(LabelRun.runtimes).where(LabelRun.id == run_id).with_for_update()
+    ).scalar_one_or_none()
+    recorded: dict[str, list[dict[str, str]]] = {
+        model: list(choices) for model, choices in (row or {}).items()
+    }
+    changed = False
+    for model, choice in runtimes.items():
+        entries = recorded.setdefault(model, [])
+        if dict(choice) not in entries:
+            entries.append(dict(choice))
+            changed = True
+    if changed:
+        session.execute(update(LabelRun).where(LabelRun.id == run_id).values(runtimes=recorded))

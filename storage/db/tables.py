@@ -180,6 +180,9 @@ class LabelRun(Base):
     images_skipped: Mapped[int] = mapped_column(Integer, default=0)
     annotations: Mapped[int] = mapped_column(BigId, default=0)
     timings: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    runtimes: Mapped[dict[str, Any]] = mapped_column(
+        JsonDoc, default=dict, server_default=text("'{}'")
+    )
     started_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp())
     flow_run_id: Mapped[str | None] = mapped_column(String(64))

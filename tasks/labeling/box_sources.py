@@ -150,7 +150,10 @@ def box_source_for(job: LabelJob, resources: Resources) -> BoxSource:
 
         return resources.cached(("boxes_from", url, job.source), load_coco)
     detector = resources.detector(
-        job.detector, config=job.thresholds, random_weights=job.random_weights
+        job.detector,
+        config=job.thresholds,
+        random_weights=job.random_weights,
+        request=job.detector_request(),
     )
     return DetectorBoxes(detector=detector, prompt=job.prompt_set())
 

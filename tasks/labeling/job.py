@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from autolabel.models.detection import DetectionConfig
 from autolabel.models.errors import InvalidInputError
 from autolabel.models.prompts import PromptSet
+from autolabel.models.runtime.choice import Backend, Precision, RuntimeRequest
 from autolabel.storage.db.tables import Category, RunStatus
 from autolabel.storage.errors import StorageConfigError
 from autolabel.storage.urls import parse_store_root
@@ -67,6 +68,18 @@ class LabelJob(BaseModel):
     )
     detector: str = Field("grounding-dino-swint-ogc", description="Detector model name.")
     segmenter: str = Field("efficientvit-sam-l0", description="EfficientViT-SAM model name.")
+    segmenter_backend: Backend = Field(
+        "auto", description="Segmenter runtime: auto, torch, onnxruntime, openvino, tensorrt."
+    )
+    segmenter_precision: Precision = Field(
+        "auto", description="Segmenter precision: auto, fp32, bf16, fp16."
+    )
+    detector_backend: Backend = Field(
+        "auto", description="Detector runtime: auto, torch, onnxruntime, openvino."
+    )
+    detector_precision: Precision = Field(
+        "auto", description="Detector precision: auto, fp32, bf16, fp16."
+    )
     thresholds: DetectionConfig = Field(
         default_factory=DetectionConfig,
         description="Detector post-processing: thresholds (global, per category), NMS, duplicates.",
@@ -152,6 +165,14 @@ class LabelJob(BaseModel):
         """Where the job's images may be: its source, then its allowed roots."""
         return (self.source, *self.allowed_roots)
 
+    def segmenter_request(self) -> RuntimeRequest:
+        """The segmenter runtime the job asks for."""
+        return RuntimeRequest(self.segmenter_backend, self.segmenter_precision)
+
+    def detector_request(self) -> RuntimeRequest:
+        """The detector runtime the job asks for."""
+        return RuntimeRequest(self.detector_backend, self.detector_precision)
+
     def prompt_set(self) -> PromptSet:
         """The categories and phrases to detect."""
         if self.synonyms:
@@ -206,6 +227,9 @@ class ShardResult(BaseModel):
     annotations: int = 0
     failures: dict[str, int] = Field(default_factory=dict, description="Failed images by reason.")
     seconds: dict[str, float] = Field(default_factory=dict, description="Time per stage.")
+    runtimes: dict[str, str] = Field(
+        default_factory=dict, description="Runtime each model ran in, e.g. openvino-bf16."
+    )
 
 
 class RunClaim(BaseModel):
@@ -235,6 +259,9 @@ class RunOutcome(BaseModel):
     images_skipped: int = 0
     failures: dict[str, int] = Field(default_factory=dict, description="Failed images by reason.")
     seconds: dict[str, float] = Field(default_factory=dict, description="Time per stage.")
+    runtimes: dict[str, str] = Field(
+        default_factory=dict, description="Runtime each model ran in, e.g. openvino-bf16."
+    )
     wall_seconds: float = 0.0
 
 
@@ -254,6 +281,9 @@ class RunSummary(BaseModel):
     annotations_per_category: dict[str, int] = Field(default_factory=dict)
     failures: dict[str, int] = Field(default_factory=dict, description="Failed images by reason.")
     seconds: dict[str, float] = Field(default_factory=dict, description="Time per stage.")
+    runtimes: dict[str, str] = Field(
+        default_factory=dict, description="Runtime each model ran in, e.g. openvino-bf16."
+    )
     wall_seconds: float = 0.0
 
     @property

@@ -18,8 +18,9 @@ from autolabel.models.efficientvit_sam.inference import segment_boxes_batch
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.mask_ops import stability_score
 from autolabel.models.runtime.adaptive import AdaptiveBatcher
+from autolabel.models.runtime.backends import SegmenterBackend
 from autolabel.models.types import MaskSet
-from autolabel.storage.db import queries
+from autolabel.storage.db import label_runs, queries
 from autolabel.storage.db.bulk import write_image_batch
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.records import AnnotationIn, ImageOutcome
@@ -120,7 +121,7 @@ class ShardLabeler:
     """
 
     box_source: BoxSource
-    segmenter: EfficientViTSam
+    segmenter: EfficientViTSam | SegmenterBackend
     category_ids: dict[str, int]
     model_version: str
     batcher: AdaptiveBatcher
@@ -280,9 +281,12 @@ def run_shard(
     with session_scope(engine) as session:
         rows = queries.image_refs(session, image_ids=shard.image_ids)
     refs = [ImageRef(image_id=i, url=url, etag=etag) for i, url, etag in rows]
+    segmenter, runtimes = chosen_runtimes(job, resources)
+    with session_scope(engine) as session:
+        label_runs.record_runtimes(session, run_id=ctx.run_id, runtimes=runtimes)
     labeler = ShardLabeler(
         box_source=box_source,
-        segmenter=resources.segmenter(job.segmenter, random_weights=job.random_weights),
+        segmenter=segmenter,
         category_ids=ctx.category_ids,
         model_version=ctx.segmenter_version,
         batcher=AdaptiveBatcher(job.batch_size),
@@ -325,4 +329,22 @@ def run_shard(
         annotations=counter.annotations,
         failures=dict(labeler.failures),
         seconds=times.as_dict(),
+        runtimes={model: choice["runtime"] for model, choice in runtimes.items()},
     )
+
+
+def chosen_runtimes(
+    job: LabelJob, resources: Resources
+) -> tuple[SegmenterBackend, dict[str, dict[str, str]]]:
+    """The segmenter in its runtime, and the runtime choice of each model the job runs (the
+    detector's only when it runs), as recorded on the label run."""
+    segmenter, choice = resources.segmenter_runtime(
+        job.segmenter, random_weights=job.random_weights, request=job.segmenter_request()
+    )
+    runtimes = {"segmenter": choice.record()}
+    if job.boxes_from is None:
+        _, detector_choice = resources.detector_runtime(
+            job.detector, random_weights=job.random_weights, request=job.detector_request()
+        )
+        runtimes["detector"] = detector_choice.record()
+    return segmenter, runtimes

@@ -1,0 +1,94 @@
+"""Compiled ONNX graphs behind one call: named numpy inputs in, named numpy outputs back.
+
+`GraphRunner` is what the exported segmenter (`autolabel.models.runtime.sam_onnx.ExportedSam`)
+and the exported detector image side (`autolabel.models.grounding_dino.runtime`) call, so that
+ONNX Runtime and OpenVINO are interchangeable below them:
+
+    ort_runner(path, providers=["CPUExecutionProvider"])          ONNX Runtime, float32
+    openvino_runner(path, precision="bf16")                         OpenVINO CPU, f32 or bf16
+
+OpenVINO's bf16 hint runs the heavy layers in bfloat16 on CPUs with AVX-512 BF16 or AMX and
+keeps its own list of layers in float32; on other CPUs it runs float32.
+"""
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+from autolabel.models.errors import InvalidInputError
+
+Arrays = Mapping[str, npt.NDArray[Any]]
+OpenVinoPrecision = Literal["fp32", "bf16"]
+_OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+
+class GraphRunner(Protocol):
+    """One compiled graph: `runner(inputs, output_names)` -> the outputs, in that order."""
+
+    def __call__(
+        self, inputs: Arrays, output_names: Sequence[str]
+    ) -> list[npt.NDArray[np.float32]]: ...
+
+
+class _OrtRunner:
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def __call__(
+        self, inputs: Arrays, output_names: Sequence[str]
+    ) -> list[npt.NDArray[np.float32]]:
+        return list(self.session.run(list(output_names), dict(inputs)))
+
+
+class _OpenVinoRunner:
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+
+    def __call__(
+        self, inputs: Arrays, output_names: Sequence[str]
+    ) -> list[npt.NDArray[np.float32]]:
+        result = self.request.infer(dict(inputs))
+        return [np.array(result[self.compiled.output(name)]) for name in output_names]
+
+
+def ort_runner(
+    path: Path, *, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int | None = None
+) -> GraphRunner:
+    """ONNX Runtime session of `path` with full graph optimisation."""
+    import onnxruntime  # type: ignore[import-untyped]
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return _OrtRunner(onnxruntime.InferenceSession(str(path), options, providers=list(providers)))
+
+
+def openvino_runner(
+    path: Path, *, precision: OpenVinoPrecision = "fp32", threads: int | None = None
+) -> GraphRunner:
+    """OpenVINO CPU compilation of `path` (latency hint: one request at a time, all cores)."""
+    if precision not in _OPENVINO_HINTS:
+        raise InvalidInputError(f"expected OpenVINO precision fp32 or bf16, got {precision!r}")
+    import openvino  # type: ignore[import-untyped]
+
+    config = {"INFERENCE_PRECISION_HINT": _OPENVINO_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = str(threads)
+    return _OpenVinoRunner(openvino.Core().compile_model(str(path), "CPU", config))
+
+
+def as_numpy(tensor: Tensor, dtype: type[np.generic] = np.float32) -> npt.NDArray[Any]:
+    """A contiguous CPU numpy copy (or view) of `tensor` in `dtype`."""
+    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=dtype)
+
+
+def as_tensor(array: npt.NDArray[Any]) -> Tensor:
+    """A float32 CPU tensor of a runtime's output."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

@@ -1,0 +1,176 @@
+"""The model-specific half of runtime selection (`autolabel.tasks.runtimes`): how each model's
+candidate runtimes are built, gated against torch float32 and timed.
+
+Segmenter: torch (`prepare_for_inference` at the candidate's precision), or the exported encoder
+and box decoder (`autolabel.models.runtime.sam_onnx`) in ONNX Runtime, OpenVINO or TensorRT.
+Detector: torch (float32, or bf16/fp16 autocast), or the exported image side, one graph per
+resized image shape (`autolabel.models.grounding_dino.runtime.ExportedImageSide`), in ONNX
+Runtime or OpenVINO on the CPU. Exported graphs live in the `ArtifactCache`.
+"""
+
+import copy
+from functools import partial
+from pathlib import Path
+
+import torch
+from transformers import GroundingDinoForObjectDetection
+
+from autolabel.models.efficientvit_sam.optimize import optimize_for_inference, prepare_for_inference
+from autolabel.models.efficientvit_sam.sam import EfficientViTSam
+from autolabel.models.errors import InvalidInputError
+from autolabel.models.grounding_dino.onnx_export import export_onnx
+from autolabel.models.grounding_dino.parity import detector_parity, parity_pixels
+from autolabel.models.grounding_dino.runtime import (
+    ExportedImageSide,
+    ImageSideRunner,
+    TorchImageSide,
+)
+from autolabel.models.grounding_dino.text import TextFeatures, encode_text
+from autolabel.models.runtime.backends import SegmenterBackend, TorchSegmenter
+from autolabel.models.runtime.choice import Candidate
+from autolabel.models.runtime.parity import parity_inputs, sam_parity
+from autolabel.models.runtime.sam_onnx import OPSET, OnnxSam, export_box_decoder, export_encoder
+from autolabel.models.runtime.sessions import openvino_runner, ort_runner
+from autolabel.storage.artifact_cache import ArtifactCache
+from autolabel.tasks.runtimes import Trial, installed_versions
+
+#: Caption of the detector's parity and timing inputs.
+PARITY_CAPTION = "person . car . dog . chair ."
+
+
+def _export_versions() -> dict[str, str]:
+    versions = installed_versions()
+    return {name: versions.get(name, "") for name in ("torch", "transformers", "onnx")}
+
+
+def segmenter_trial(
+    base: EfficientViTSam,
+    identity: str,
+    *,
+    device: str,
+    cache: ArtifactCache,
+    threads: int | None = None,
+) -> Trial:
+    """How to try the segmenter's runtimes.
+
+    Args:
+        base: The float32 CPU model with its weights (not prepared; it is not modified).
+        identity: The weights' identity, `<name>@<sha256 prefix>` or `<name>@random`.
+    """
+
+    def exported(part: str) -> Path:
+        key = {"weights": identity, "part": part, "opset": OPSET, **_export_versions()}
+        export = export_encoder if part == "encoder" else export_box_decoder
+
+        def build(path: Path) -> None:
+            source = optimize_for_inference(base) if part == "encoder" else copy.deepcopy(base)
+            export(source.eval(), path)
+
+        return cache.get(f"sam-{identity.replace('@', '-')}-{part}", key, f"{part}.onnx", build)
+
+    def build(candidate: Candidate) -> SegmenterBackend:
+        size = base.encoder_input_size
+        if candidate.backend == "torch":
+            model = prepare_for_inference(base, device=device, dtype=candidate.precision)
+            return TorchSegmenter(model)
+        encoder, decoder = exported("encoder"), exported("decoder")
+        if candidate.backend == "onnxruntime":
+            providers = ["CPUExecutionProvider"]
+            if device.startswith("cuda"):
+                providers.insert(0, "CUDAExecutionProvider")
+            return OnnxSam(encoder, decoder, input_size=size, providers=providers, threads=threads)
+        if candidate.backend == "openvino":
+            from autolabel.models.runtime.sam_openvino import OpenVinoSam
+
+            precision = "bf16" if candidate.precision == "bf16" else "fp32"
+            return OpenVinoSam(
+                encoder, decoder, input_size=size, precision=precision, threads=threads
+            )
+        raise InvalidInputError(f"expected a segmenter backend, got {candidate.backend!r}")
+
+    images, _ = parity_inputs(base.encoder_input_size)
+
+    def gate(
+        reference: SegmenterBackend, runtime: SegmenterBackend, candidate: Candidate
+    ) -> tuple[bool, str]:
+        report = sam_parity(reference, runtime, precision=candidate.precision)
+        return report.passed, report.describe()
+
+    return Trial(
+        model="segmenter",
+        identity=identity,
+        build=build,
+        gate=gate,
+        timed=lambda runtime: partial(runtime.encode, images[:1]),
+    )
+
+
+def detector_trial(
+    model: GroundingDinoForObjectDetection,
+    caption_ids: list[int],
+    identity: str,
+    *,
+    device: str,
+    cache: ArtifactCache,
+    threads: int | None = None,
+    max_buckets: int = 8,
+) -> Trial:
+    """How to try the detector's runtimes (the image side; text features stay in torch).
+
+    Args:
+        model: The detector network with its weights, float32, in eval mode.
+        caption_ids: Token ids of `PARITY_CAPTION` (the job's tokenizer).
+        identity: The weights' identity.
+        max_buckets: Image shapes each exported runtime keeps compiled.
+    """
+    with torch.inference_mode():
+        text: TextFeatures = encode_text(model, torch.tensor([caption_ids]))
+    reference = TorchImageSide(model, device=device)
+
+    def exporter(image_hw: tuple[int, int]) -> Path:
+        height, width = image_hw
+        key = {"weights": identity, "image_hw": [height, width], **_export_versions()}
+        label = f"gdino-{identity.replace('@', '-')}-{height}x{width}"
+        return cache.get(
+            label,
+            key,
+            "image_side.onnx",
+            lambda path: export_onnx(model, path, text=text, image_hw=image_hw),
+        )
+
+    def build(candidate: Candidate) -> ImageSideRunner:
+        if candidate.backend == "torch":
+            if candidate.precision == "fp32":
+                return reference
+            precision = "bf16" if candidate.precision == "bf16" else "fp16"
+            return TorchImageSide(model, device=device, precision=precision)
+        if candidate.backend == "onnxruntime":
+            compile_graph = partial(ort_runner, threads=threads)
+        elif candidate.backend == "openvino":
+            precision = "bf16" if candidate.precision == "bf16" else "fp32"
+            compile_graph = partial(openvino_runner, precision=precision, threads=threads)
+        else:
+            raise InvalidInputError(f"expected a detector backend, got {candidate.backend!r}")
+        return ExportedImageSide(
+            exporter,
+            compile_graph,
+            name=candidate.name,
+            fallback=reference,
+            max_buckets=max_buckets,
+        )
+
+    pixels = parity_pixels()
+
+    def gate(
+        reference: ImageSideRunner, runtime: ImageSideRunner, candidate: Candidate
+    ) -> tuple[bool, str]:
+        report = detector_parity(reference, runtime, text, precision=candidate.precision)
+        return report.passed, report.describe()
+
+    return Trial(
+        model="detector",
+        identity=identity,
+        build=build,
+        gate=gate,
+        timed=lambda runtime: partial(runtime, pixels, text),
+    )

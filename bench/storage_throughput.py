@@ -2,21 +2,26 @@
 
 Creates a throwaway database on the PostgreSQL server (`--pg-url`, an admin URL), migrates it,
 and measures:
-- bulk insert rate of `write_annotations` (COPY into a staging table + INSERT ... ON CONFLICT),
-- ORM `session.add_all` insert rate, for comparison,
-- COCO export (RLE) of every annotation from the database, with wall time and the peak RSS of a
-  child process that does only the export,
+- the labeling pipeline's bulk insert, `write_image_batch` (COPY straight into `annotations`),
+  against a same-run baseline: raw binary COPY of the same rows into a plain table of the same
+  column types (bench/_storage_baselines.py), batch by batch, interleaved;
+- `write_annotations` (COPY into a staging table + INSERT ... ON CONFLICT) and ORM `add_all`;
+- COCO export (RLE) of every annotation in a child process (wall and CPU seconds, peak RSS),
+  against raw binary COPY-out of the export's own SELECTs, run before and after it (mean);
 - listing and decode rows from `bench/storage_io_cases.py` when that module is present (listing
   runs against a moto S3 server started here).
+Insert and export are reported as ratios to their baselines, which travel between machines
+better than rows/s or seconds. See bench/README.md for the columns.
 
 Usage: python bench/storage_throughput.py [--quick] [--json out.json] [--pg-url URL]
 
-Measured 2026-11-27 on the 2-core dev machine shared with other jobs (1-min load average ~5),
-full run (1,000,000 annotations, 10 per image, 640x480 blob masks):
-- write_image_batch: 96,900 rows/s wall; 155,000 rows per CPU second (client 2.4 s + PostgreSQL
-  backend 4.1 s for 1M rows), so about 2x headroom on an idle machine.
-- write_annotations (ON CONFLICT): 89,000 rows/s wall; ORM add_all: 3,100 rows/s.
-- COCO export of 1M annotations: 10.1 s, peak RSS 188 MiB, 354 MiB of JSON.
+Measured 2026-12-06 on the 2-core dev machine while other benchmarks ran (1-min load average
+7-8), full run (1,000,000 annotations, 10 per image, 640x480 blob masks):
+- write_image_batch 32,600 rows/s = 0.22x raw binary COPY 151,600 rows/s (CPU: 0.23x; 59,500
+  vs 255,200 rows per client + backend CPU second).
+- COCO export 36.5 s = 6.1x raw binary COPY-out 6.0 s (CPU: 5.0x; 18.6 vs 3.7 s); peak RSS
+  189 MiB, 354 MiB of JSON (305 MiB of binary COPY).
+- write_annotations (ON CONFLICT) 24,800 rows/s; ORM add_all 1,300 rows/s.
 """
 
 import argparse
@@ -30,11 +35,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
+from _storage_baselines import (  # type: ignore[import-not-found, unused-ignore]
+    CopyInBaseline,
+    CpuClock,
+    copy_out_baseline,
+    process_cpu_s,
+)
+from _storage_report import ratios, table_lines  # type: ignore[import-not-found, unused-ignore]
 from sqlalchemy import delete
 
 from autolabel.storage.db.bulk import write_annotations, write_image_batch
@@ -134,15 +147,6 @@ def backend_pid(session: Any) -> int:
     return int(session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
 
 
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by process `pid` (0.0 if /proc is unreadable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _write(session: Any, mode: str, dataset_id: int, rows: list[AnnotationIn]) -> int:
     """One batch through the pipeline path (write_image_batch) or the upsert path."""
     if mode == "upsert":
@@ -162,8 +166,21 @@ def _write(session: Any, mode: str, dataset_id: int, rows: list[AnnotationIn]) -
     return stats.annotations_inserted
 
 
+def _write_commit(session: Any, mode: str, dataset_id: int, rows: list[AnnotationIn]) -> int:
+    inserted = _write(session, mode, dataset_id, rows)
+    session.commit()
+    return inserted
+
+
 def bench_bulk(
-    url: str, dataset_id: int, category_id: int, ids: list[int], batch: int, mode: str
+    url: str,
+    dataset_id: int,
+    category_id: int,
+    ids: list[int],
+    *,
+    batch: int,
+    mode: str,
+    baseline: CopyInBaseline | None = None,
 ) -> dict[str, Any]:
     """Insert PER_IMAGE annotations for every image, `batch` images per transaction.
 
@@ -171,21 +188,21 @@ def bench_bulk(
     the per-image idempotency rows); "upsert": `write_annotations` with ON CONFLICT DO NOTHING.
     Besides wall time, records the CPU seconds of this process and of the PostgreSQL backend, so
     that rates can be judged on a machine shared with other work (load average printed too).
+    With `baseline`, every batch is also raw-COPYed by it, before the pipeline's on even
+    batches and after it on odd ones (so that neither always follows the other).
     """
     engine = make_engine(url)
     pool = mask_pool()
-    total, elapsed, client_cpu, server_cpu = 0, 0.0, 0.0, 0.0
-    for start in range(0, len(ids), batch):
+    total, clock = 0, CpuClock()
+    for n, start in enumerate(range(0, len(ids), batch)):
         rows = make_rows(ids[start : start + batch], category_id, pool)
+        if baseline is not None and n % 2 == 0:
+            baseline.write(rows)
         with session_scope(engine) as session:
-            pid = backend_pid(session)
-            server0 = process_cpu_s(pid)
-            t0, c0 = time.perf_counter(), time.process_time()
-            total += _write(session, mode, dataset_id, rows)
-            session.commit()
-            elapsed += time.perf_counter() - t0
-            client_cpu += time.process_time() - c0
-            server_cpu += process_cpu_s(pid) - server0
+            work = partial(_write_commit, session, mode, dataset_id, rows)
+            total += clock.timed(work, backend_pid=backend_pid(session))
+        if baseline is not None and n % 2 == 1:
+            baseline.write(rows)
     t0 = time.perf_counter()
     with session_scope(engine) as session:  # a retried batch: everything is skipped
         retried = _write(session, mode, dataset_id, make_rows(ids[:batch], category_id, pool))
@@ -193,15 +210,9 @@ def bench_bulk(
     engine.dispose()
     return {
         "mode": mode,
-        "rows": total,
-        "seconds": elapsed,
-        "rows_per_s": total / elapsed,
-        "client_cpu_s": client_cpu,
-        "server_cpu_s": server_cpu,
-        "rows_per_cpu_s": total / (client_cpu + server_cpu) if server_cpu else None,
+        **clock.figures(total),
         "retried_batch_inserted": retried,
         "retried_batch_rows_per_s": batch * PER_IMAGE / retry_s,
-        "load_average_1m": os.getloadavg()[0],
     }
 
 
@@ -218,7 +229,7 @@ def bench_orm(url: str, dataset_id: int, category_id: int, ids: list[int]) -> di
     """ORM add_all of the same rows under another work key (the slow path, for comparison)."""
     engine = make_engine(url)
     rows = make_rows(ids, category_id, mask_pool())
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with session_scope(engine) as session:
         session.add_all(
             Annotation(
@@ -244,10 +255,16 @@ def bench_orm(url: str, dataset_id: int, category_id: int, ids: list[int]) -> di
             )
             for r in rows
         )
-    seconds = time.perf_counter() - t0
+    seconds, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     engine.dispose()
     drop_work_key(url, ORM_KEY)
-    return {"rows": len(rows), "seconds": seconds, "rows_per_s": len(rows) / seconds}
+    return {
+        "rows": len(rows),
+        "seconds": seconds,
+        "rows_per_s": len(rows) / seconds,
+        "client_cpu_s": cpu_s,
+        "load_average_1m": os.getloadavg()[0],
+    }
 
 
 def export_child(url: str, dataset_id: int, out: Path) -> dict[str, Any]:
@@ -256,31 +273,50 @@ def export_child(url: str, dataset_id: int, out: Path) -> dict[str, Any]:
 
     engine = make_engine(url)
     with session_scope(engine) as session:
+        pid = backend_pid(session)
+        server0, c0 = process_cpu_s(pid), time.process_time()
         stats = write_coco_json(session, dataset_id=dataset_id, destination=out)
+        cpu_s, server_cpu_s = time.process_time() - c0, process_cpu_s(pid) - server0
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "annotations": stats.n_annotations,
         "images": stats.n_images,
         "seconds": stats.seconds,
         "annotations_per_s": stats.n_annotations / stats.seconds,
+        "client_cpu_s": cpu_s,
+        "server_cpu_s": server_cpu_s,
         "peak_rss_mib": peak_kib / 1024,
         "file_mib": out.stat().st_size / 2**20,
     }
 
 
+def _mean_baseline(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean seconds and CPU seconds of the COPY-out runs (rows, MiB and load: the last run's)."""
+    mean = {
+        k: sum(r[k] for r in runs) / len(runs) for k in ("seconds", "client_cpu_s", "server_cpu_s")
+    }
+    return {**runs[-1], **mean, "seconds_runs": [r["seconds"] for r in runs]}
+
+
 def bench_export(url: str, dataset_id: int) -> dict[str, Any]:
-    """COCO export of the dataset in a child process; verifies the JSON parses."""
+    """COCO export of the dataset in a child process, between two raw COPY-out baselines;
+    verifies the JSON parses and that the baseline read the same number of annotations."""
+    before = copy_out_baseline(url, dataset_id)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "coco.json"
         cmd = [sys.executable, __file__, "--export-child", url, str(dataset_id), str(out)]
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)  # noqa: S603
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        result["load_average_1m"] = os.getloadavg()[0]
+        baseline = result["baseline"] = _mean_baseline([before, copy_out_baseline(url, dataset_id)])
         t0 = time.perf_counter()
         with out.open("rb") as fh:
             doc = json.load(fh)
         result["json_load_s"] = time.perf_counter() - t0
-        if len(doc["annotations"]) != result["annotations"]:
-            raise RuntimeError("exported annotation count does not match the file")
+        if len(doc["annotations"]) != result["annotations"] or baseline["rows"] != len(
+            doc["annotations"]
+        ):
+            raise RuntimeError("exported annotation count does not match the file or the baseline")
     return result
 
 
@@ -288,7 +324,7 @@ def io_rows(quick: bool) -> list[dict[str, Any]]:
     """Listing (moto S3 server) and decode rows from bench/storage_io_cases.py, if present."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
-        import storage_io_cases  # type: ignore[import-not-found]
+        import storage_io_cases  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return []
     sys.path.pop(0)
@@ -297,45 +333,6 @@ def io_rows(quick: bool) -> list[dict[str, Any]]:
     for cases in (storage_io_cases.decode_cases, storage_io_cases.moto_listing_cases):
         rows.extend(cases(quick))
     return rows
-
-
-def print_table(results: dict[str, Any]) -> None:
-    """Human-readable summary."""
-    orm, export = results["orm_add_all"], results["coco_export"]
-    quick = results["quick"]
-    lines = [
-        f"{'QUICK mode: ' if quick else ''}{results['annotations_target']:,} annotations "
-        f"({'the full run uses 1,000,000' if quick else 'full run'})",
-        f"load average (1 min) during inserts: {results['bulk_insert']['load_average_1m']:.1f} "
-        f"on {os.cpu_count()} CPUs",
-        f"{'case':<52}{'rows':>11}{'seconds':>9}{'per second':>13}",
-    ]
-    for key, label in (
-        ("bulk_insert", "insert: write_image_batch (COPY, plain INSERT)"),
-        ("upsert_insert", "insert: write_annotations (COPY, ON CONFLICT)"),
-    ):
-        bulk = results[key]
-        cpu = bulk["rows_per_cpu_s"]
-        lines += [
-            f"{label:<52}{bulk['rows']:>11,}{bulk['seconds']:>9.2f}{bulk['rows_per_s']:>13,.0f}",
-            f"{'  same, per CPU second (client + server backend)':<52}{'':>11}"
-            f"{bulk['client_cpu_s'] + bulk['server_cpu_s']:>9.2f}"
-            f"{cpu if cpu is None else format(cpu, ',.0f'):>13}",
-            f"{'  retried batch (everything skipped)':<52}{'':>11}{'':>9}"
-            f"{bulk['retried_batch_rows_per_s']:>13,.0f}",
-        ]
-    lines += [
-        f"{'insert: ORM add_all':<52}{orm['rows']:>11,}{orm['seconds']:>9.2f}"
-        f"{orm['rows_per_s']:>13,.0f}",
-        f"{'COCO export, RLE (peak RSS ' + format(export['peak_rss_mib'], '.0f') + ' MiB)':<52}"
-        f"{export['annotations']:>11,}{export['seconds']:>9.2f}"
-        f"{export['annotations_per_s']:>13,.0f}",
-    ]
-    for row in results["io"]:
-        value = row.get("value")
-        shown = f"{value:,.1f} {row.get('unit', '')}" if isinstance(value, float | int) else ""
-        lines.append(f"{str(row.get('case', ''))[:63]:<63}{shown:>22}")
-    print("\n".join(lines))
 
 
 def main() -> None:
@@ -358,6 +355,7 @@ def main() -> None:
             "quick": args.quick,
             "annotations_target": n_images * PER_IMAGE,
             "per_image": PER_IMAGE,
+            "load_average": {"start": os.getloadavg()},
         }
         results["orm_add_all"] = bench_orm(url, dataset_id, category_id, ids[:2_000])
         upsert_ids = ids[: len(ids) // 5]
@@ -365,14 +363,18 @@ def main() -> None:
             url, dataset_id, category_id, upsert_ids, batch=5_000, mode="upsert"
         )
         drop_work_key(url, UPSERT_KEY)
-        results["bulk_insert"] = bench_bulk(
-            url, dataset_id, category_id, ids, batch=5_000, mode="pipeline"
-        )
+        with CopyInBaseline.open(url, dataset_id=dataset_id, work_key=WORK_KEY) as baseline:
+            results["bulk_insert"] = bench_bulk(
+                url, dataset_id, category_id, ids, batch=5_000, mode="pipeline", baseline=baseline
+            )
+            results["copy_in_baseline"] = baseline.figures()
         with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE annotations")
         results["coco_export"] = bench_export(url, dataset_id)
+    results["load_average"]["end"] = os.getloadavg()
+    results["ratios"] = ratios(results)
     results["io"] = io_rows(args.quick)
-    print_table(results)
+    print("\n".join(table_lines(results)))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -28,6 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.corpus (the image generator)
 
+import pipeline_real  # noqa: E402  (bench/ is on sys.path when run as a script)
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from autolabel.models.detection import Detections  # noqa: E402
@@ -165,7 +166,10 @@ def _timed_shards(
         dataset=dataset,
         prompts=["object"],
         segmenter="efficientvit-sam-test",
+        detector="grounding-dino-test",
         random_weights=True,
+        segmenter_backend="torch",
+        detector_backend="torch",
         shard_size=shard_size,
         batch_size=batch,
     )
@@ -188,7 +192,7 @@ def _timed_shards(
         segmenter_version="bench",
         category_ids=categories,
     )
-    resources.segmenter(job.segmenter, random_weights=True)  # load outside the timing
+    labeling.chosen_runtimes(job, resources)  # load outside the timing
     image_ids = [ids[f"{source}/{k}"] for k in keys]
     stages: dict[str, float] = {}
     start = time.perf_counter()
@@ -213,7 +217,18 @@ def main() -> None:
     parser.add_argument("--detector-ms", type=float, default=30.0, help="Per image.")
     parser.add_argument("--segmenter-ms", type=float, default=10.0, help="Per image.")
     parser.add_argument("--pg-url", help="PostgreSQL server URL (default: a SQLite file).")
+    parser.add_argument(
+        "--models",
+        choices=["fixed", "real"],
+        default="fixed",
+        help="fixed: fixed-cost stand-ins (what the pipeline adds); real: the real architectures "
+        "with random weights, torch fp32 against the default auto runtimes (pipeline_real.py)",
+    )
+    parser.add_argument("--segmenter", default="efficientvit-sam-l0", help="With --models real.")
     args = parser.parse_args()
+    if args.models == "real":
+        main_real(args)
+        return
     if args.quick:
         args.images, args.shard_sizes = 256, [256]
     det_s, seg_s = args.detector_ms / 1000, args.segmenter_ms / 1000
@@ -253,6 +268,38 @@ def main() -> None:
         args.json.write_text(
             json.dumps({"rows": rows, "args": vars(args) | {"json": str(args.json)}}, indent=2)
         )
+
+
+def main_real(args: argparse.Namespace) -> None:
+    """--models real: both settings on the same images, one after the other, in one run."""
+    images = 3 if args.quick else min(args.images, 12)
+    size = (1333, 800) if args.image_size == [640, 480] else tuple(args.image_size)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        write_images(folder, images, size)  # type: ignore[arg-type]
+        for name in pipeline_real.SETTINGS:
+            db_url = _database(args.pg_url, Path(tmp), len(rows))
+            try:
+                rows.append(
+                    pipeline_real.measure_setting(
+                        name,
+                        folder,
+                        db_url,
+                        Path(tmp) / "weights",
+                        segmenter=args.segmenter,
+                        batch=args.batch_size,
+                    )
+                )
+            finally:
+                _drop_database(args.pg_url, db_url)
+    pipeline_real.print_real(rows)
+    if args.json:
+        by_name = {r["setting"]: r for r in rows}
+        ratio = by_name["auto"]["images_per_s"] / by_name["torch-fp32"]["images_per_s"]
+        report = {"rows": rows, "auto_over_torch_fp32": round(ratio, 3), "image_wh": size}
+        report["args"] = vars(args) | {"json": str(args.json)}
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 def _database(pg_url: str | None, tmp: Path, shard_size: int) -> str:

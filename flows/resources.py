@@ -66,6 +66,7 @@ def resource_config(settings: Settings, *, device_limit: str | None = None) -> R
         database_url=database_url(settings),
         s3=s3_config(settings),
         weights_dir=settings.resolved_weights_dir,
+        runtime_cache_dir=settings.models.runtime_cache_dir,
         device=settings.models.device,
         storage_url=settings.resolved_storage_url,
         device_limit=device_limit,

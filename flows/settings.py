@@ -128,6 +128,11 @@ class ModelsConfig(BaseModel):
     device: str = Field(
         default="auto", description="Inference device: `auto`, `cpu`, `cuda` or `cuda:N`."
     )
+    runtime_cache_dir: Path | None = Field(
+        default=None,
+        description="Folder of exported graphs, engines and runtime choices (rebuilt when "
+        "missing or corrupt). Default: `<weights_dir>/runtime-cache`.",
+    )
     segmenter: str = Field(
         default="efficientvit-sam-l0", description="Default EfficientViT-SAM model name."
     )

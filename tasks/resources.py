@@ -61,6 +61,8 @@ class ResourceConfig:
         device_limit: Prefect global concurrency limit that device work holds a slot of, or None
             (an ephemeral API has one process only, and no expiry of a killed holder's lease).
         max_image_pixels: Largest width * height decoded, for labeling and overlays alike.
+        runtime_cache_dir: Exported graphs, engines and runtime choices (default:
+            `<weights_dir>/runtime-cache`).
     """
 
     database_url: URL
@@ -71,6 +73,7 @@ class ResourceConfig:
     storage_url: str = ""
     device_limit: str | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+    runtime_cache_dir: Path | None = None
 
 
 def resolve_device(device: str) -> str:

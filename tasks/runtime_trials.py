@@ -9,8 +9,10 @@ Runtime or OpenVINO on the CPU. Exported graphs live in the `ArtifactCache`.
 """
 
 import copy
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import torch
 from transformers import GroundingDinoForObjectDetection
@@ -18,21 +20,22 @@ from transformers import GroundingDinoForObjectDetection
 from autolabel.models.efficientvit_sam.optimize import optimize_for_inference, prepare_for_inference
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import InvalidInputError
+from autolabel.models.grounding_dino.detector_gate import detector_parity, parity_pixels
 from autolabel.models.grounding_dino.onnx_export import export_onnx
-from autolabel.models.grounding_dino.parity import detector_parity, parity_pixels
 from autolabel.models.grounding_dino.runtime import (
     ExportedImageSide,
     ImageSideRunner,
     TorchImageSide,
+    TorchPrecision,
 )
 from autolabel.models.grounding_dino.text import TextFeatures, encode_text
 from autolabel.models.runtime.backends import SegmenterBackend, TorchSegmenter
-from autolabel.models.runtime.choice import Candidate
+from autolabel.models.runtime.choice import Candidate, Precision
 from autolabel.models.runtime.parity import parity_inputs, sam_parity
 from autolabel.models.runtime.sam_onnx import OPSET, OnnxSam, export_box_decoder, export_encoder
-from autolabel.models.runtime.sessions import openvino_runner, ort_runner
+from autolabel.models.runtime.sessions import OpenVinoPrecision, openvino_runner, ort_runner
 from autolabel.storage.artifact_cache import ArtifactCache
-from autolabel.tasks.runtimes import Trial, installed_versions
+from autolabel.tasks.runtimes import Trial, device_model, installed_versions
 
 #: Caption of the detector's parity and timing inputs.
 PARITY_CAPTION = "person . car . dog . chair ."
@@ -71,7 +74,8 @@ def segmenter_trial(
     def build(candidate: Candidate) -> SegmenterBackend:
         size = base.encoder_input_size
         if candidate.backend == "torch":
-            model = prepare_for_inference(base, device=device, dtype=candidate.precision)
+            dtype = cast(Precision, candidate.precision)
+            model = prepare_for_inference(base, device=device, dtype=dtype)
             return TorchSegmenter(model)
         encoder, decoder = exported("encoder"), exported("decoder")
         if candidate.backend == "onnxruntime":
@@ -82,10 +86,12 @@ def segmenter_trial(
         if candidate.backend == "openvino":
             from autolabel.models.runtime.sam_openvino import OpenVinoSam
 
-            precision = "bf16" if candidate.precision == "bf16" else "fp32"
+            precision: OpenVinoPrecision = "bf16" if candidate.precision == "bf16" else "fp32"
             return OpenVinoSam(
                 encoder, decoder, input_size=size, precision=precision, threads=threads
             )
+        if candidate.backend == "tensorrt":
+            return _tensorrt_sam(encoder, decoder, candidate, identity, size, device, cache)
         raise InvalidInputError(f"expected a segmenter backend, got {candidate.backend!r}")
 
     images, _ = parity_inputs(base.encoder_input_size)
@@ -102,6 +108,48 @@ def segmenter_trial(
         build=build,
         gate=gate,
         timed=lambda runtime: partial(runtime.encode, images[:1]),
+    )
+
+
+def _tensorrt_sam(
+    encoder: Path,
+    decoder: Path,
+    candidate: Candidate,
+    identity: str,
+    input_size: int,
+    device: str,
+    cache: ArtifactCache,
+) -> SegmenterBackend:
+    """TensorRT engines of the exported graphs, built once per key: the encoder at the
+    candidate's precision (LayerNorm and attention kept in float32), the decoder in float32."""
+    from autolabel.models.runtime import sam_tensorrt
+
+    def engine(onnx: Path, part: str, precision: str) -> Path:
+        profile = (
+            sam_tensorrt.encoder_profile(input_size)
+            if part == "encoder"
+            else sam_tensorrt.decoder_profile()
+        )
+        key = {
+            "weights": identity,
+            "part": part,
+            "precision": precision,
+            "profile": [asdict(shape) for shape in profile],
+            "device": device_model(device),
+            **installed_versions(),
+        }
+
+        def build(path: Path) -> None:
+            sam_tensorrt.build_engine(onnx, path, precision=precision, profile=profile)  # type: ignore[arg-type]
+
+        label = f"trt-{identity.replace('@', '-')}-{part}-{precision}"
+        return cache.get(label, key, f"{part}.engine", build)
+
+    return sam_tensorrt.load_tensorrt_sam(
+        (engine(encoder, "encoder", candidate.precision), engine(decoder, "decoder", "fp32")),
+        input_size=input_size,
+        precision=candidate.precision,  # type: ignore[arg-type]
+        device=torch.device(device),
     )
 
 
@@ -142,13 +190,13 @@ def detector_trial(
         if candidate.backend == "torch":
             if candidate.precision == "fp32":
                 return reference
-            precision = "bf16" if candidate.precision == "bf16" else "fp16"
-            return TorchImageSide(model, device=device, precision=precision)
+            autocast: TorchPrecision = "bf16" if candidate.precision == "bf16" else "fp16"
+            return TorchImageSide(model, device=device, precision=autocast)
         if candidate.backend == "onnxruntime":
             compile_graph = partial(ort_runner, threads=threads)
         elif candidate.backend == "openvino":
-            precision = "bf16" if candidate.precision == "bf16" else "fp32"
-            compile_graph = partial(openvino_runner, precision=precision, threads=threads)
+            hint: OpenVinoPrecision = "bf16" if candidate.precision == "bf16" else "fp32"
+            compile_graph = partial(openvino_runner, precision=hint, threads=threads)
         else:
             raise InvalidInputError(f"expected a detector backend, got {candidate.backend!r}")
         return ExportedImageSide(

@@ -150,6 +150,21 @@ def s3_bucket(s3_env: str) -> str:
     return name
 
 
+@pytest.fixture(scope="session", autouse=True)
+def runtime_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One runtime cache (exported graphs, runtime choices) for the whole run, shared by the
+    xdist workers, as a worker's cache persists across its jobs: runtime selection runs once per
+    model, not once per test home. Tests of the selection itself use caches of their own."""
+    folder = tmp_path_factory.getbasetemp().parent / "runtime-cache"
+    folder.mkdir(parents=True, exist_ok=True)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("AUTOLABEL_MODELS__RUNTIME_CACHE_DIR", str(folder))
+    try:
+        yield folder
+    finally:
+        patch.undo()
+
+
 @pytest.fixture(scope="session")
 def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """An isolated PREFECT_HOME with telemetry off, set for the whole session."""

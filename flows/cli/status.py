@@ -11,7 +11,18 @@ def print_runs(settings: Settings, *, dataset: str | None, limit: int) -> None:
     """Print the most recent runs (newest first); dead `running` runs are marked crashed first."""
     rows = recent_runs(settings, dataset=dataset, limit=limit)
     table = Table(title="label runs")
-    columns = ("run", "dataset", "status", "done", "failed", "skipped", "annotations", "started")
+    columns = (
+        "run",
+        "dataset",
+        "status",
+        "done",
+        "failed",
+        "skipped",
+        "annotations",
+        "started",
+        "detector runtime",
+        "segmenter runtime",
+    )
     for column in columns:
         table.add_column(column)
     for r in rows:
@@ -24,6 +35,8 @@ def print_runs(settings: Settings, *, dataset: str | None, limit: int) -> None:
             str(r.images_skipped),
             str(r.annotations),
             r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.runtime_names("detector"),
+            r.runtime_names("segmenter"),
         )
     console = Console()
     console.print(table)

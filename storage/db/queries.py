@@ -4,7 +4,7 @@ Like the repository functions, they take the caller's `Session`, are keyword-onl
 """
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select, tuple_
@@ -43,6 +43,11 @@ class LabelRunInfo:
     status_reason: str | None = None
     heartbeat_at: datetime | None = None
     owner: str | None = None
+    runtimes: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+    def runtime_names(self, model: str) -> str:
+        """The runtimes `model` ran in (its workers' distinct choices), e.g. "openvino-bf16"."""
+        return ", ".join(choice["runtime"] for choice in self.runtimes.get(model, [])) or "-"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +141,7 @@ def _run_info(run: LabelRun, dataset: str) -> LabelRunInfo:
         status_reason=run.status_reason,
         heartbeat_at=run.heartbeat_at,
         owner=run.owner,
+        runtimes=dict(run.runtimes or {}),
     )
 
 

@@ -43,11 +43,12 @@ def cli_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def base_env(tmp_path: Path, cli_prefect_home: Path) -> dict[str, str]:
+def base_env(tmp_path: Path, cli_prefect_home: Path, runtime_cache_dir: Path) -> dict[str, str]:
     """The machine's environment without autolabel or Prefect API settings, homes in tmp_path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOLABEL_", "PREFECT_API"))}
     env.update(
         AUTOLABEL_HOME=str(tmp_path / "home"),
+        AUTOLABEL_MODELS__RUNTIME_CACHE_DIR=str(runtime_cache_dir),
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing-secret-key",  # noqa: S106 - moto accepts any key
         AWS_DEFAULT_REGION="us-east-1",

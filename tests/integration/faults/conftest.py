@@ -233,6 +233,7 @@ def fault_world(
         AUTOLABEL_HOME=str(folder / "home"),
         AUTOLABEL_DATABASE__URL=database_url,
         AUTOLABEL_MODELS__DEVICE="cpu",
+        AUTOLABEL_MODELS__RUNTIME_CACHE_DIR=os.environ["AUTOLABEL_MODELS__RUNTIME_CACHE_DIR"],
         AUTOLABEL_S3__ENDPOINT_URL=moto_server.endpoint_url,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106

@@ -93,6 +93,23 @@ def test_labels_bucket_into_database_and_coco(flow_env: FlowEnv, tmp_path: Path)
     rows = annotation_rows(flow_env, "e2e")
     assert len(rows) == summary.annotations > 0
     assert len({(r[0], r[1]) for r in rows}) == len(rows)
+    # The run records the runtime each model ran in (auto: gated, measured) and why.
+    (runtimes,) = db_rows(
+        flow_env, "SELECT runtimes FROM label_runs WHERE id = :id", id=summary.run_id
+    )
+    recorded = runtimes[0] if isinstance(runtimes[0], dict) else json.loads(str(runtimes[0]))
+    assert set(recorded) == {"segmenter", "detector"}
+    for model, choices in recorded.items():
+        assert len(choices) == 1  # one worker: one choice, recorded once for all its shards
+        assert choices[0]["request"] == "auto/auto"
+        assert choices[0]["model"] == model
+        assert choices[0]["runtime"] in {
+            "openvino-bf16",
+            "openvino-fp32",
+            "onnxruntime-fp32",
+            "torch-fp32",
+        }
+        assert "fastest passing" in choices[0]["reason"]
 
     output = f"s3://{flow_env.bucket}/exports/e2e.coco.json"
     result = export_coco(ExportRequest(dataset="e2e", output=output, overlays=2))

@@ -25,9 +25,12 @@ def test_a_file_is_built_once_per_key_and_a_new_key_builds_another(tmp_path: Pat
     cache, build = ArtifactCache(tmp_path), Builder()
     first = cache.get("sam-l0-encoder", KEY, "encoder.onnx", build)
     again = cache.get("sam-l0-encoder", dict(KEY), "encoder.onnx", build)
-    assert first == again and first.read_bytes() == b"graph" and build.calls == 1
+    assert first == again
+    assert first.read_bytes() == b"graph"
+    assert build.calls == 1
     other = cache.get("sam-l0-encoder", {**KEY, "weights": "def456"}, "encoder.onnx", build)
-    assert other != first and build.calls == 2
+    assert other != first
+    assert build.calls == 2
     assert json.loads((first.parent / ENTRY_FILE).read_text())["key"]["weights"] == "abc123"
 
 
@@ -47,8 +50,10 @@ def test_a_damaged_entry_is_rebuilt_with_a_warning(
     damage(path.parent)  # type: ignore[operator]
     with caplog.at_level(logging.WARNING):
         rebuilt = cache.get("sam-l0-encoder", KEY, "encoder.onnx", build)
-    assert rebuilt.read_bytes() == b"graph" and build.calls == 2
-    assert reason in caplog.text and "rebuilding" in caplog.text
+    assert rebuilt.read_bytes() == b"graph"
+    assert build.calls == 2
+    assert reason in caplog.text
+    assert "rebuilding" in caplog.text
 
 
 def test_an_entry_of_another_key_in_the_folder_is_rebuilt(tmp_path: Path) -> None:

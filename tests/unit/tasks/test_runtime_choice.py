@@ -44,7 +44,8 @@ def test_auto_measures_the_gated_cpu_runtimes_and_caches_the_choice(tmp_path: Pa
     )
     assert choice.runtime == segmenter.name
     assert choice.runtime in {"openvino-bf16", "openvino-fp32", "onnxruntime-fp32", "torch-fp32"}
-    assert "fastest passing" in choice.reason and "torch-fp32" in choice.reason
+    assert "fastest passing" in choice.reason
+    assert "torch-fp32" in choice.reason
     assert "onnxruntime-fp32 passes the parity gate" in choice.reason
     exported = sorted(p.name for p in (tmp_path / "runtime-cache").glob("sam-*"))
     assert [name.rsplit("-", 1)[0] for name in exported] == [
@@ -56,7 +57,9 @@ def test_auto_measures_the_gated_cpu_runtimes_and_caches_the_choice(tmp_path: Pa
     again, second = resources(tmp_path).segmenter_runtime(
         SEGMENTER, random_weights=True, request=auto
     )
-    assert second == choice and again.name == segmenter.name and choices(tmp_path) == before
+    assert second == choice
+    assert again.name == segmenter.name
+    assert choices(tmp_path) == before
 
 
 def test_the_detector_uses_an_exported_runtime_only_when_it_passes_its_gate(
@@ -77,7 +80,9 @@ def test_the_detector_uses_an_exported_runtime_only_when_it_passes_its_gate(
 
 def test_named_runtimes_that_cannot_run_here_are_one_line_errors(tmp_path: Path) -> None:
     res = resources(tmp_path)
-    with pytest.raises(InvalidInputError, match="expected a backend that runs on cpu, got tensorrt"):
+    with pytest.raises(
+        InvalidInputError, match="expected a backend that runs on cpu, got tensorrt"
+    ):
         res.segmenter_runtime(
             SEGMENTER, random_weights=True, request=RuntimeRequest("tensorrt", "fp16")
         )
@@ -96,7 +101,8 @@ def test_torch_fp32_is_the_reference_and_is_never_gated(
         segmenter, choice = resources(tmp_path).segmenter_runtime(
             SEGMENTER, random_weights=True, request=RuntimeRequest("torch", "fp32")
         )
-    assert choice.runtime == "torch-fp32" and segmenter.name == "torch-float32"
+    assert choice.runtime == "torch-fp32"
+    assert segmenter.name == "torch-float32"
     assert choice.reason == "torch fp32 is the reference"
     assert "segmenter runs in torch-fp32" in caplog.text
     assert not list((tmp_path / "runtime-cache").glob("sam-*"))  # nothing exported

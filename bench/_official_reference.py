@@ -165,18 +165,24 @@ def measure(
     """Time `fn` and report the peak memory it adds while it runs.
 
     CUDA: `torch.cuda.max_memory_allocated` above what was allocated before. CPU: the peak
-    resident set size sampled during the calls above the resident size before them.
+    resident set size sampled during the calls above the resident size before them. Beside the
+    median wall `seconds`: `cpu_seconds`, this process's CPU time (all threads) per call over
+    the warm-up and timed calls, and `load_1m`, the 1-minute load average after them.
     """
+    cpu_start = time.process_time()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         seconds = time_call(fn, device, warmup, repeats)
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
-        return {"seconds": seconds, "peak_mb": peak}
-    base_mb = _rss_mb()
-    with _RssSampler() as sampler:
-        seconds = time_call(fn, device, warmup, repeats)
-    return {"seconds": seconds, "peak_mb": max(0.0, sampler.peak_mb - base_mb)}
+    else:
+        base_mb = _rss_mb()
+        with _RssSampler() as sampler:
+            seconds = time_call(fn, device, warmup, repeats)
+        peak = max(0.0, sampler.peak_mb - base_mb)
+    cpu_seconds = (time.process_time() - cpu_start) / max(1, warmup + repeats)
+    load_1m = os.getloadavg()[0]
+    return {"seconds": seconds, "peak_mb": peak, "cpu_seconds": cpu_seconds, "load_1m": load_1m}
 
 
 def _official_decoder(model: Any, embedding: torch.Tensor, boxes: torch.Tensor) -> object:

@@ -1,9 +1,11 @@
 """EfficientViT-SAM throughput: image encoder (images/s), decoder (boxes/s), peak memory.
 
-For each variant, our model runs in a worker subprocess with the fastest inference option
+For each variant, our model runs in a worker subprocess: the fastest torch inference option
 (`autolabel.models.prepare_for_inference`) whose embeddings stay within parity tolerance of
-the plain model; when the official implementation is available (see bench/README.md) it runs
-in its own Python on the same inputs, and the table shows ours / official.
+the plain model and, on the CPU, the ONNX Runtime and OpenVINO backends of the exported model
+that pass the parity gate (`bench/_runtime_backends.py`). When the official implementation is
+available (see bench/README.md) it runs in its own Python on the same inputs, and the table
+shows our best backend and our torch path against it.
 
     .venv/bin/python bench/model_throughput.py --quick --json /tmp/throughput.json
     .venv/bin/python bench/model_throughput.py --variants l0 xl0 --batch-sizes 1 8 32
@@ -12,8 +14,11 @@ in its own Python on the same inputs, and the table shows ours / official.
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
+import tempfile
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,8 @@ from _official_reference import (
     time_call,
     worker_arguments,
 )
+from _runtime_backends import RUNTIMES, gated_runtimes, time_backend
+from _throughput_report import merge_best, print_table, rows_for
 
 BENCH = Path(__file__).resolve().parent
 PYTHON_ENV = "AUTOLABEL_OFFICIAL_PYTHON"
@@ -36,10 +43,17 @@ DEFAULT_PYTHON = BENCH.parents[1] / "ref-venv" / "bin" / "python"
 VARIANTS = ("l0", "l1", "l2", "xl0", "xl1")
 # Embedding tolerance for an inference option to count as parity-preserving, per dtype.
 PARITY_TOL = {"fp32": (1e-3, 1e-4), "bf16": (5e-2, 5e-2), "fp16": (1e-2, 1e-2)}
-OPTIONS: dict[str, dict[str, bool]] = {
-    "eager": {"fold_bn": False},
-    "fold_bn": {"fold_bn": True},
+OPTIONS: dict[str, dict[str, Any]] = {
+    "eager": {"fold_bn": False, "channels_last": False},
+    "fold_bn": {"fold_bn": True, "channels_last": False},
     "fold_bn+channels_last": {"fold_bn": True, "channels_last": True},
+}
+COMPILED: dict[str, dict[str, Any]] = {
+    "fold_bn+channels_last+compile": {
+        "fold_bn": True,
+        "channels_last": True,
+        "compile_encoder": True,
+    }
 }
 
 
@@ -48,9 +62,9 @@ def _prepared_models(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     torch.manual_seed(args.seed)
     base = create_model(f"efficientvit-sam-{args.variant}", family="segmenter")
-    options = dict(OPTIONS)
-    if args.compile:
-        options["fold_bn+compile"] = {"fold_bn": True, "compile_encoder": True}
+    options = OPTIONS | (COMPILED if args.compile else {})
+    if args.torch_options:
+        options = {name: (OPTIONS | COMPILED)[name] for name in args.torch_options}
     prepared = {
         name: prepare_for_inference(base, device=args.device, dtype=args.dtype, **kwargs)
         for name, kwargs in options.items()
@@ -58,12 +72,17 @@ def _prepared_models(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return base, prepared
 
 
-def _encode(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """Image-encoder forward as `encode_images` runs it (dtype and memory format)."""
+def _encoder_input(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """`x` on the encoder's device, in its dtype and memory format (as `encode_images`)."""
     weight = next(model.image_encoder.parameters())
     x = x.to(device=weight.device, dtype=weight.dtype)
     if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _encode(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """Image-encoder forward on an input already made by `_encoder_input`."""
     out: torch.Tensor = model.image_encoder(x)
     return out
 
@@ -81,8 +100,9 @@ def _choose_option(
     rtol, atol = PARITY_TOL[args.dtype]
     report: list[dict[str, Any]] = []
     for name, model in prepared.items():
-        out = _encode(model, x).float()  # also the warm-up call
-        seconds = time_call(partial(_encode, model, x), device, 0, args.repeats)
+        xin = _encoder_input(model, x)
+        out = _encode(model, xin).float()  # also the warm-up (and compiling) call
+        seconds = time_call(partial(_encode, model, xin), device, 0, args.repeats)
         report.append(
             {
                 "option": name,
@@ -99,9 +119,18 @@ def _choose_option(
     return best, report
 
 
+def _runtime_names(args: argparse.Namespace) -> list[str]:
+    """The runtimes to try: `--runtimes`, where `auto` is all of them on a float32 CPU run."""
+    if "none" in args.runtimes:
+        return []
+    if "auto" in args.runtimes:
+        return list(RUNTIMES) if args.device == "cpu" and args.dtype == "fp32" else []
+    return [name for name in RUNTIMES if name in args.runtimes]
+
+
 @torch.inference_mode()
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
-    """Worker: time our encoder and decoder with the chosen inference option."""
+    """Worker: time our torch path (chosen option) and every parity-passing runtime."""
     from autolabel.models import ImageEmbedding, decode_prompts
 
     if args.threads:
@@ -112,20 +141,19 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     images, embedding, boxes = make_inputs(
         args.seed, max(args.batch_sizes), size, max(args.box_counts)
     )
-    chosen, options = _choose_option(args, base, prepared, images[:1])
-    model = prepared[chosen]
-    del base, prepared
-    emb = ImageEmbedding(
-        embedding=embedding.to(device),
-        original_size=(1024, 1024),
-        prompt_size=(1024, 1024),
-    )
-    result: dict[str, Any] = {"option": chosen, "options": options, "image_size": size}
+    result: dict[str, Any] = {"image_size": size, "threads": torch.get_num_threads()}
     result["inputs"] = fingerprint(images, embedding, boxes)
+    result["option"], result["options"] = _choose_option(args, base, prepared, images[:1])
+    model = prepared[result["option"]]
+    del prepared
+    xin = _encoder_input(model, images)
     result["encoder"] = {
-        str(b): measure(partial(_encode, model, images[:b]), device, args.warmup, args.repeats)
+        str(b): measure(partial(_encode, model, xin[:b]), device, args.warmup, args.repeats)
         for b in sorted(args.batch_sizes)
     }
+    emb = ImageEmbedding(
+        embedding=embedding.to(device), original_size=(1024, 1024), prompt_size=(1024, 1024)
+    )
     result["decoder"] = {
         str(n): measure(
             partial(decode_prompts, model, emb, boxes=boxes[:n].to(device), multimask_output=False),
@@ -134,6 +162,15 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
             args.repeats,
         )
         for n in sorted(args.box_counts)
+    }
+    del model, xin
+    folder = Path(args.export_dir or tempfile.mkdtemp(prefix="sam-onnx-"))
+    threads = args.threads or None
+    runtimes, result["parity"] = gated_runtimes(base.cpu(), _runtime_names(args), folder, threads)
+    sizes = (sorted(args.batch_sizes), sorted(args.box_counts))
+    result["runtimes"] = {
+        name: time_backend(backend, images, embedding, boxes, sizes, (args.warmup, args.repeats))
+        for name, backend in runtimes.items()
     }
     return result
 
@@ -146,9 +183,32 @@ def _worker_flags(args: argparse.Namespace, variant: str) -> list[str]:
     return [*flags, "--seed", str(args.seed), "--threads", str(args.threads)]
 
 
-def _run_json(command: list[str]) -> dict[str, Any] | None:
-    """Run a worker; its last stdout line is JSON. None (with a note) when it fails."""
+def _our_flags(args: argparse.Namespace, export_dir: str) -> list[str]:
+    flags = ["--worker", "--export-dir", export_dir, "--runtimes", *args.runtimes]
+    flags += ["--compile"] if args.compile else []
+    return flags + (["--torch-options", *args.torch_options] if args.torch_options else [])
+
+
+def _run_json(command: list[str], processes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Run a worker; its last stdout line is JSON. None (with a note) when it fails.
+
+    Appends the worker's wall seconds, CPU seconds (user + system, from getrusage of the
+    children) and the 1-minute load average before and after it to `processes`.
+    """
+    load_before, start = os.getloadavg()[0], time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    processes.append(
+        {
+            "worker": Path(command[1]).name,
+            "wall_seconds": time.perf_counter() - start,
+            "cpu_seconds": after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime,
+            "load_1m_before": load_before,
+            "load_1m_after": os.getloadavg()[0],
+            "returncode": done.returncode,
+        }
+    )
     if done.returncode != 0 or not done.stdout.strip():
         print(f"note: worker failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
         return None
@@ -158,32 +218,24 @@ def _run_json(command: list[str]) -> dict[str, Any] | None:
 
 def _alternate_rounds(
     args: argparse.Namespace, variant: str, official_python: str | None
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]]]:
     """Run ours and the official worker alternately `--rounds` times; keep each one's best."""
     flags = _worker_flags(args, variant)
     ours: dict[str, Any] | None = None
     official: dict[str, Any] | None = None
-    for _ in range(args.rounds):
-        ours = _best(ours, _run_json([sys.executable, __file__, "--worker", *flags, *_extra(args)]))
-        if official_python is not None:
-            script = str(BENCH / "_official_reference.py")
-            result = _run_json([official_python, script, *flags])
-            if result is not None and not result.get("available", False):
-                print(f"note: official model not loadable for {variant}; reporting ours only")
-                result = None
-            official = _best(official, result)
-    return ours, official
-
-
-def _best(kept: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Merge two worker results, keeping the faster timing of every stage and size."""
-    if kept is None or new is None:
-        return new if kept is None else kept
-    for stage in ("encoder", "decoder"):
-        for size, timing in new.get(stage, {}).items():
-            if timing["seconds"] < kept[stage][size]["seconds"]:
-                kept[stage][size] = timing
-    return kept
+    processes: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix=f"sam-{variant}-") as export_dir:
+        for _ in range(args.rounds):
+            command = [sys.executable, __file__, *flags, *_our_flags(args, export_dir)]
+            ours = merge_best(ours, _run_json(command, processes))
+            if official_python is not None:
+                script = str(BENCH / "_official_reference.py")
+                result = _run_json([official_python, script, *flags], processes)
+                if result is not None and not result.get("available", False):
+                    print(f"note: official model not loadable for {variant}; reporting ours only")
+                    result = None
+                official = merge_best(official, result)
+    return ours, official, processes
 
 
 def _official_python(args: argparse.Namespace) -> str | None:
@@ -199,70 +251,65 @@ def _official_python(args: argparse.Namespace) -> str | None:
     return python
 
 
-def _rows(
-    variant: str, ours: dict[str, Any], official: dict[str, Any] | None
-) -> list[dict[str, Any]]:
-    rows = []
-    for stage, unit in (("encoder", "images/s"), ("decoder", "boxes/s")):
-        for size, mine in ours[stage].items():
-            row: dict[str, Any] = {"variant": variant, "stage": stage, "batch": int(size)}
-            row |= {"unit": unit, "ours_per_s": int(size) / mine["seconds"]}
-            row |= {"ours_seconds": mine["seconds"], "ours_peak_mb": mine["peak_mb"]}
-            theirs = (official or {}).get(stage, {}).get(size)
-            if theirs is not None:
-                row["official_per_s"] = int(size) / theirs["seconds"]
-                row["official_peak_mb"] = theirs["peak_mb"]
-                row["ratio"] = theirs["seconds"] / mine["seconds"]
-            rows.append(row)
-    return rows
-
-
-def _print_table(rows: list[dict[str, Any]], options: dict[str, str]) -> None:
-    header = f"{'variant':7} {'stage':7} {'batch':>5} {'ours/s':>9} {'ours MB':>8}"
-    print(header + f" {'official/s':>10} {'offic. MB':>9} {'ratio':>6}  unit, option")
-    for r in rows:
-        line = f"{r['variant']:7} {r['stage']:7} {r['batch']:5d} {r['ours_per_s']:9.2f}"
-        line += f" {r['ours_peak_mb']:8.0f}"
-        if "ratio" in r:
-            line += f" {r['official_per_s']:10.2f} {r['official_peak_mb']:9.0f} {r['ratio']:6.2f}"
-        else:
-            line += f" {'-':>10} {'-':>9} {'-':>6}"
-        print(f"{line}  {r['unit']}, {options[r['variant']]}")
+def _print_parity(variant: str, ours: dict[str, Any]) -> None:
+    chosen = next(o for o in ours["options"] if o["option"] == ours["option"])
+    print(
+        f"{variant}: torch option {ours['option']} (max abs diff {chosen['max_abs_diff']:.2e} "
+        f"against the plain fp32 model)"
+    )
+    for record in ours.get("parity", []):
+        print(f"{variant}: {record['line']}")
 
 
 def main(args: argparse.Namespace) -> None:
     official_python = _official_python(args)
     rows: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
-    options: dict[str, str] = {}
+    load_start, cpu_start = os.getloadavg(), time.process_time()
     for variant in args.variants:
-        ours, official = _alternate_rounds(args, variant, official_python)
+        ours, official, processes = _alternate_rounds(args, variant, official_python)
         if ours is None:
             continue
         if official is not None and official.get("inputs") != ours["inputs"]:
             print(f"note: {variant}: official inputs differ from ours; ratio not shown")
             official = None
-        options[variant] = ours["option"]
-        details[variant] = {"ours": ours, "official": official}
-        rows.extend(_rows(variant, ours, official))
-    _print_table(rows, options)
+        _print_parity(variant, ours)
+        details[variant] = {"ours": ours, "official": official, "processes": processes}
+        rows.extend(rows_for(variant, ours, official))
+    print_table(rows)
+    load_end = os.getloadavg()
+    print(f"load average (1, 5, 15 min): start {load_start}, end {load_end}")
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k != "json"}
-        payload = {"settings": settings, "torch": torch.__version__, "rows": rows}
+        payload: dict[str, Any] = {"settings": settings, "torch": torch.__version__}
+        payload["rows"] = rows
+        payload["load_average"] = {"start": list(load_start), "end": list(load_end)}
+        payload["parent_cpu_seconds"] = time.process_time() - cpu_start
+        payload["cpu_count"] = os.cpu_count()
         Path(args.json).write_text(json.dumps(payload | {"details": details}, indent=2))
-
-
-def _extra(args: argparse.Namespace) -> list[str]:
-    return ["--compile"] if args.compile else []
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = worker_arguments(argparse.ArgumentParser(description=__doc__), variant_required=False)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--export-dir", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="about a minute: L0, small batches")
     parser.add_argument("--json", help="write the results to this path")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--compile", action="store_true", help="also try torch.compile")
+    parser.add_argument(
+        "--torch-options",
+        nargs="+",
+        choices=sorted(OPTIONS | COMPILED),
+        help="only these torch options (default: all; compiled ones with --compile)",
+    )
+    parser.add_argument(
+        "--runtimes",
+        nargs="+",
+        choices=["auto", "none", *RUNTIMES],
+        default=["auto"],
+        help="runtime backends to gate and time (auto: all on a float32 CPU run, else none)",
+    )
     parser.add_argument("--official-python", help=f"Python for the official model ({PYTHON_ENV})")
     parser.add_argument("--no-official", action="store_true", help="skip the official model")
     parser.add_argument("--rounds", type=int, default=2, help="alternate ours/official runs")

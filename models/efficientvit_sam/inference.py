@@ -10,9 +10,16 @@ float32, and the prompt encoder and mask decoder run in float32.
 `encode_images`, `segment_boxes` and `segment_boxes_batch` also take any `SegmenterBackend`
 (`autolabel.models.runtime.backends`), e.g. the model in ONNX Runtime; point and mask prompts,
 and several masks per box, need the torch model.
+
+Preprocessing (resize, normalise, pad) runs on the host in numpy/PIL (`preprocess_image`), or,
+for a backend on a CUDA device, in torch on that device (`preprocess_images_torch`, the same
+bits): each batch is copied once from pinned memory on a side stream while the previous batch
+is being encoded.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +34,8 @@ from autolabel.models.transforms import (
     PromptTransform,
     postprocess_masks,
     preprocess_image,
+    preprocess_images_torch,
+    stage_images,
     validate_image,
 )
 from autolabel.models.types import ImageEmbedding, MaskSet
@@ -34,11 +43,79 @@ from autolabel.models.types import ImageEmbedding, MaskSet
 PROMPT_TRANSFORM = PromptTransform()
 #: Masks upscaled to full resolution at once when building a MaskSet.
 _UPSCALE_CHUNK = 16
+#: Where encoder inputs are made: "auto" (torch on the backend's device when that is CUDA,
+#: else numpy/PIL), "host" (numpy/PIL) or "torch" (torch on the backend's device, CPU or CUDA).
+Preprocess = Literal["auto", "host", "torch"]
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
     """Device of the model's first parameter."""
     return next(model.parameters()).device
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    """Images copied (or being copied) to the device, and the event that marks the copy's end."""
+
+    images: list[Tensor]
+    done: torch.cuda.Event | None
+
+
+def _upload(
+    chunk: Sequence[npt.NDArray[np.uint8]], device: torch.device, stream: torch.cuda.Stream | None
+) -> _Upload:
+    """Start copying `chunk` to `device`, on `stream` when given (CUDA)."""
+    if stream is None:
+        return _Upload(stage_images(chunk, device), None)
+    with torch.cuda.stream(stream):
+        images = stage_images(chunk, device)
+        done = stream.record_event()
+    return _Upload(images, done)
+
+
+def _arrived(upload: _Upload, device: torch.device) -> list[Tensor]:
+    """The uploaded images, usable on the current stream (which waits for the copy)."""
+    if upload.done is not None:
+        current = torch.cuda.current_stream(device)
+        current.wait_event(upload.done)
+        for image in upload.images:  # the caching allocator must not reuse them too early
+            image.record_stream(current)
+    return upload.images
+
+
+def _device_batches(
+    images: Sequence[npt.NDArray[np.uint8]], size: int, device: torch.device, batch_size: int
+) -> Iterator[Tensor]:
+    """(B, 3, S, S) float32 encoder inputs made in torch on `device`, one batch per step.
+
+    On CUDA, the copy of batch k+1 is issued on a side stream before batch k is preprocessed
+    and handed out, so it overlaps with the encoding of batch k on the current stream.
+    """
+    chunks = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
+    stream = None
+    if device.type == "cuda":
+        stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
+    pending = _upload(chunks[0], device, stream) if chunks else None
+    for k in range(len(chunks)):
+        current = pending
+        pending = _upload(chunks[k + 1], device, stream) if k + 1 < len(chunks) else None
+        if current is not None:
+            yield preprocess_images_torch(_arrived(current, device), size)
+
+
+def _host_batches(
+    images: Sequence[npt.NDArray[np.uint8]], size: int, batch_size: int
+) -> Iterator[Tensor]:
+    """(B, 3, S, S) float32 CPU encoder inputs made with numpy/PIL, one batch per step."""
+    for start in range(0, len(images), batch_size):
+        yield torch.stack([preprocess_image(im, size) for im in images[start : start + batch_size]])
+
+
+def backend_device(backend: SegmenterBackend) -> torch.device:
+    """The device a backend computes on: its `device` attribute if it is a torch device, else
+    the CPU (ONNX Runtime, OpenVINO)."""
+    device = getattr(backend, "device", None)
+    return device if isinstance(device, torch.device) else torch.device("cpu")
 
 
 @torch.inference_mode()
@@ -47,6 +124,7 @@ def encode_images(
     images: Sequence[npt.NDArray[np.uint8]],
     *,
     batch_size: int = 8,
+    preprocess: Preprocess = "auto",
 ) -> list[ImageEmbedding]:
     """Encode images (any sizes) with one encoder forward per `batch_size` images.
 
@@ -54,6 +132,7 @@ def encode_images(
         model: The model (eval mode) on its device, or a `SegmenterBackend`.
         images: (H_i, W_i, 3) uint8 RGB arrays (grayscale (H, W) is converted to RGB).
         batch_size: Images per encoder forward.
+        preprocess: Where encoder inputs are made (see `Preprocess`); both give the same bits.
 
     Returns:
         One `ImageEmbedding` per image, in order; each embedding is (1, 256, 64, 64) float32.
@@ -66,11 +145,17 @@ def encode_images(
     backend = as_segmenter(model)
     checked = [validate_image(image) for image in images]
     size = backend.input_size
+    device = backend_device(backend)
+    on_device = preprocess == "torch" or (preprocess == "auto" and device.type == "cuda")
+    batches = (
+        _device_batches(checked, size, device, batch_size)
+        if on_device
+        else _host_batches(checked, size, batch_size)
+    )
     out: list[ImageEmbedding] = []
-    for start in range(0, len(checked), batch_size):
-        chunk = checked[start : start + batch_size]
-        embeddings = backend.encode(torch.stack([preprocess_image(im, size) for im in chunk]))
-        for i, image in enumerate(chunk):
+    for start, batch in zip(range(0, len(checked), batch_size), batches, strict=True):
+        embeddings = backend.encode(batch)
+        for i, image in enumerate(checked[start : start + batch_size]):
             hw = (int(image.shape[0]), int(image.shape[1]))
             out.append(
                 ImageEmbedding(
@@ -218,6 +303,7 @@ def segment_boxes_batch(
     multimask_output: bool = False,
     batch_size: int = 8,
     max_boxes_per_call: int = 64,
+    preprocess: Preprocess = "auto",
 ) -> list[MaskSet]:
     """Encode images in batches, then decode all boxes of each image in one decoder call.
 
@@ -228,6 +314,7 @@ def segment_boxes_batch(
         multimask_output: See `segment_boxes`.
         batch_size: Images per encoder forward.
         max_boxes_per_call: See `segment_boxes`.
+        preprocess: See `encode_images`.
 
     Returns:
         One MaskSet per image, in order.
@@ -243,7 +330,7 @@ def segment_boxes_batch(
             check_boxes(boxes, (int(image.shape[0]), int(image.shape[1])))
         except InvalidInputError as exc:
             raise InvalidInputError(f"image {i}: {exc}") from exc
-    embeddings = encode_images(model, checked, batch_size=batch_size)
+    embeddings = encode_images(model, checked, batch_size=batch_size, preprocess=preprocess)
     return [
         segment_boxes(
             model,

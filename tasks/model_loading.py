@@ -30,7 +30,7 @@ from autolabel.models.grounding_dino.runtime import ImageSideRunner
 from autolabel.models.grounding_dino.text import load_tokenizer
 from autolabel.models.registry import create_model, get_spec
 from autolabel.models.runtime.backends import SegmenterBackend
-from autolabel.models.runtime.choice import Precision, RuntimeRequest
+from autolabel.models.runtime.choice import RuntimeRequest
 from autolabel.models.weight_files import WeightFile, sha256_of
 from autolabel.storage.artifact_cache import ArtifactCache
 from autolabel.storage.db.engine import session_scope
@@ -157,8 +157,7 @@ def load_segmenter(name: str, resources: Resources, *, random_weights: bool) -> 
     prepared for inference in torch on the resources' device."""
     model = load_segmenter_weights(name, resources, random_weights=random_weights)
     device = resources.device
-    dtype: Precision = "fp16" if device.startswith("cuda") else "fp32"
-    return prepare_for_inference(model, device=device, dtype=dtype)
+    return prepare_for_inference(model, device=device, dtype="auto")
 
 
 def load_segmenter_weights(

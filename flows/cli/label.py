@@ -97,6 +97,8 @@ def print_plan(job: LabelJob, plan: JobPlan) -> None:
     table.add_row("to label", str(plan.to_label))
     table.add_row("categories", str(plan.categories))
     table.add_row("detector passes per image", str(plan.detector_passes))
+    for model, runtime in plan.runtimes.items():
+        table.add_row(f"{model} runtime (this machine)", runtime)
     table.add_row("measured seconds per image (models only)", f"{plan.seconds_per_image:.3f}")
     table.add_row("estimated time", f"{plan.estimated_seconds / 60:.1f} min")
     table.add_row("work key", plan.work_key[:16])

@@ -33,6 +33,7 @@ from autolabel.models.grounding_dino.preprocess import (
     resized_hw,
     shape_buckets,
     to_pixel_values,
+    to_pixel_values_batch,
 )
 from autolabel.models.grounding_dino.runtime import ImageSideRunner, TorchImageSide
 from autolabel.models.grounding_dino.text import (
@@ -122,7 +123,7 @@ class GroundingDinoDetector:
         sizes = [resized_hw(hw, self.options.min_size, self.options.max_size) for hw in image_hws]
         parts: list[list[Candidates]] = [[] for _ in images]
         for members in shape_buckets(sizes, self.options.max_batch_size):
-            batch = torch.stack([to_pixel_values(images[i], sizes[i]) for i in members])
+            batch = self._pixel_values([images[i] for i in members], sizes[members[0]])
             for chunk in chunks:
                 logits, boxes = self.image_side(batch, self.text_cache.get(chunk.input_ids))
                 for row, index in enumerate(members):
@@ -135,6 +136,15 @@ class GroundingDinoDetector:
             finalize_detections(Candidates.concat(p), prompt, self.config, hw)
             for p, hw in zip(parts, image_hws, strict=True)
         ]
+
+    def _pixel_values(
+        self, images: Sequence[npt.NDArray[np.uint8]], size_hw: tuple[int, int]
+    ) -> torch.Tensor:
+        """One bucket's pixel values: resized and normalised on a CUDA device (one transfer of
+        the uint8 images), else on the host, where numpy/PIL is the faster path."""
+        if torch.device(self.options.device).type == "cuda":
+            return to_pixel_values_batch(images, size_hw, self.options.device)
+        return torch.stack([to_pixel_values(image, size_hw) for image in images])
 
     def _min_score(self, prompt: PromptSet) -> float:
         box, text = self.config.thresholds(prompt)

@@ -27,8 +27,9 @@ class SegmenterBackend(Protocol):
     input_size: int
 
     def encode(self, images: Tensor) -> Tensor:
-        """(B, 3, S, S) normalised, padded float32 images (CPU) -> (B, 256, 64, 64) float32
-        embeddings (on the backend's device)."""
+        """(B, 3, S, S) normalised, padded float32 images (on the CPU, or already on the
+        backend's CUDA device) -> (B, 256, 64, 64) float32 embeddings (on the backend's
+        device)."""
         ...
 
     def decode_boxes(self, embedding: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:

@@ -15,7 +15,13 @@ from autolabel.tasks.labeling.box_sources import (
 )
 from autolabel.tasks.labeling.job import LabelJob
 from autolabel.tasks.labeling.runs import job_versions
-from autolabel.tasks.labeling.shard import ImageRef, ShardLabeler, fetch, resolve_image
+from autolabel.tasks.labeling.shard import (
+    ImageRef,
+    ShardLabeler,
+    chosen_runtimes,
+    fetch,
+    resolve_image,
+)
 from autolabel.tasks.labeling.sources import REGISTER_CHUNK, iter_source_images
 from autolabel.tasks.resources import Resources
 
@@ -31,6 +37,7 @@ class JobPlan(BaseModel):
     seconds_per_image: float
     detector_passes: int = 0
     categories: int = 0
+    runtimes: dict[str, str] = {}
 
     @property
     def to_label(self) -> int:
@@ -62,7 +69,8 @@ def count_images(job: LabelJob, work_key: str, resources: Resources) -> tuple[in
 
 
 def seconds_per_image(job: LabelJob, url: str, resources: Resources) -> float:
-    """Measured time to label one image (after one warm-up), fetch and database excluded."""
+    """Measured time to label one image (after one warm-up) in the runtimes the job would
+    choose on this machine, fetch and database excluded."""
 
     fetched = fetch(
         ImageRef(0, url, ""),
@@ -71,7 +79,7 @@ def seconds_per_image(job: LabelJob, url: str, resources: Resources) -> float:
     )
     labeler = ShardLabeler(
         box_source=box_source_for(job, resources),
-        segmenter=resources.segmenter(job.segmenter, random_weights=job.random_weights),
+        segmenter=chosen_runtimes(job, resources)[0],
         category_ids=dict.fromkeys(job_categories(job, resources), 0),
         model_version="dry-run",
         batcher=AdaptiveBatcher(1),
@@ -97,4 +105,7 @@ def plan_job(job: LabelJob, resources: Resources) -> JobPlan:
         seconds_per_image=per_image,
         detector_passes=detector_passes(job, resources),
         categories=len(job_categories(job, resources)),
+        runtimes={
+            model: choice["runtime"] for model, choice in chosen_runtimes(job, resources)[1].items()
+        },
     )

@@ -24,6 +24,11 @@ def test_dry_run_counts_and_estimates_without_labeling(
         "--random-weights", "--dry-run",
     ]  # fmt: skip
     result = run_cli(args, base_env)
+    bad = run_cli([*args, "--segmenter-backend", "tensorrt"], base_env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "autolabel: error: expected a backend that runs on cpu, got tensorrt"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = {
         line.split("│")[1].strip(): line.split("│")[2].strip()
@@ -34,6 +39,9 @@ def test_dry_run_counts_and_estimates_without_labeling(
     assert lines["already done (would be skipped)"] == "0"
     assert lines["to label"] == "3"
     assert float(lines["measured seconds per image (models only)"]) > 0
+    runtimes = {"openvino-bf16", "openvino-fp32", "onnxruntime-fp32", "torch-fp32"}
+    assert lines["segmenter runtime (this machine)"] in runtimes
+    assert lines["detector runtime (this machine)"] in runtimes
     runs = run_cli(["runs"], base_env)
     assert runs.returncode == 0
     assert "dry" not in runs.stdout  # the dry run created no run

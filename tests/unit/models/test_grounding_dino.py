@@ -19,6 +19,7 @@ from autolabel.models.grounding_dino import (
 )
 from autolabel.models.grounding_dino.forward import image_forward
 from autolabel.models.grounding_dino.preprocess import resized_hw, to_pixel_values
+from autolabel.models.grounding_dino.runtime import TorchImageSide
 from autolabel.models.grounding_dino.text import encode_text
 from autolabel.models.prompts import PromptSet
 from autolabel.models.registry import get_spec
@@ -167,7 +168,8 @@ def test_bf16_autocast_runs_on_cpu(
 ) -> None:
     prompt = PromptSet.from_categories(["cat"])
     (fp32,) = detector(model, tokenizer).detect(images((64, 96)), prompt)
-    bf16_detector = detector(model, tokenizer, precision="bfloat16")
+    side = TorchImageSide(model, precision="bf16")
+    bf16_detector = GroundingDinoDetector(model, tokenizer, KEEP_ALL, OPTIONS, side)
     (bf16,) = bf16_detector.detect(images((64, 96)), prompt)
     assert bf16.scores.dtype == np.float32
     assert np.isfinite(bf16.boxes_xyxy_px).all()
@@ -192,9 +194,9 @@ def test_bad_images_are_rejected(
         detector(model, tokenizer).detect([image], PromptSet.from_categories(["cat"]))
 
 
-def test_fp16_needs_cuda() -> None:
+def test_fp16_needs_cuda(model: GroundingDinoForObjectDetection) -> None:
     with pytest.raises(InvalidInputError, match="CUDA"):
-        InferenceOptions(precision="float16", device="cpu")
+        TorchImageSide(model, precision="fp16", device="cpu")
 
 
 def test_unknown_detector_name_lists_the_known_ones() -> None:

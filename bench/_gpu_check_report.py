@@ -159,16 +159,23 @@ def _has_numbers(report: dict[str, Any]) -> list[str]:
     return missing
 
 
+def _cell(value: float | None) -> str:
+    if value is None:
+        return f"{'-':>9}"
+    return f"{value:9.3f}" if value < 10 else f"{value:9.1f}"
+
+
 def _grid(rows: list[dict[str, Any]], keys: tuple[str, ...], size: str, value: str) -> list[str]:
     """One line per `keys` group with `value` per `size` column."""
     sizes = sorted({r[size] for r in rows})
     groups: dict[tuple[Any, ...], dict[int, float]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in keys), {})[r[size]] = r[value]
-    lines = [f"{' '.join(keys):24}" + "".join(f"{size[0]}{s:>8}" for s in sizes)]
+    prefix = "n" if size == "boxes" else "b"
+    lines = [f"{' '.join(keys):24}" + "".join(f"{prefix + str(s):>9}" for s in sizes)]
     for group, values in groups.items():
         label = " ".join("compiled" if v is True else "" if v is False else str(v) for v in group)
-        cells = "".join(f"{values[s]:9.1f}" if s in values else f"{'-':>9}" for s in sizes)
+        cells = "".join(_cell(values.get(s)) for s in sizes)
         lines.append(f"{label:24}{cells}")
     return lines
 

@@ -217,7 +217,9 @@ def detector_trial(
             compile_graph = partial(ort_runner, threads=threads)
         elif candidate.backend == "openvino":
             hint: OpenVinoPrecision = "bf16" if candidate.precision == "bf16" else "fp32"
-            compile_graph = partial(openvino_runner, precision=hint, threads=threads)
+            compile_graph = partial(
+                openvino_runner, precision=hint, threads=threads, static_shapes=8
+            )
         else:
             raise InvalidInputError(f"expected a detector backend, got {candidate.backend!r}")
         return ExportedImageSide(

@@ -57,6 +57,32 @@ class _OpenVinoRunner:
         return [np.array(result[self.compiled.output(name)]) for name in output_names]
 
 
+class _StaticOpenVinoRunner:
+    """Compiles the graph once per set of input shapes it meets, with those shapes fixed: on the
+    CPU a static GroundingDINO graph runs about 20 % faster than the dynamic one. After
+    `max_shapes` shape sets, further ones run in one dynamic compilation."""
+
+    def __init__(self, compile_for: Any, max_shapes: int) -> None:
+        self.compile_for = compile_for
+        self.max_shapes = max_shapes
+        self.runners: dict[tuple[tuple[int, ...], ...], _OpenVinoRunner] = {}
+        self.dynamic: _OpenVinoRunner | None = None
+
+    def __call__(
+        self, inputs: Arrays, output_names: Sequence[str]
+    ) -> list[npt.NDArray[np.float32]]:
+        key = tuple(tuple(int(d) for d in inputs[name].shape) for name in sorted(inputs))
+        runner = self.runners.get(key)
+        if runner is None and len(self.runners) < self.max_shapes:
+            shapes = {name: list(inputs[name].shape) for name in inputs}
+            runner = self.runners[key] = _OpenVinoRunner(self.compile_for(shapes))
+        if runner is None:
+            if self.dynamic is None:
+                self.dynamic = _OpenVinoRunner(self.compile_for(None))
+            runner = self.dynamic
+        return runner(inputs, output_names)
+
+
 def ort_runner(
     path: Path, *, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int | None = None
 ) -> GraphRunner:
@@ -71,17 +97,36 @@ def ort_runner(
 
 
 def openvino_runner(
-    path: Path, *, precision: OpenVinoPrecision = "fp32", threads: int | None = None
+    path: Path,
+    *,
+    precision: OpenVinoPrecision = "fp32",
+    threads: int | None = None,
+    static_shapes: int = 0,
 ) -> GraphRunner:
-    """OpenVINO CPU compilation of `path` (latency hint: one request at a time, all cores)."""
+    """OpenVINO CPU compilation of `path` (latency hint: one request at a time, all cores).
+
+    Args:
+        static_shapes: When > 0, compile once per set of input shapes met (up to this many;
+            see `_StaticOpenVinoRunner`) instead of once with the graph's dynamic axes.
+    """
     if precision not in _OPENVINO_HINTS:
         raise InvalidInputError(f"expected OpenVINO precision fp32 or bf16, got {precision!r}")
     import openvino  # type: ignore[import-untyped]
 
+    core = openvino.Core()
     config = {"INFERENCE_PRECISION_HINT": _OPENVINO_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = str(threads)
-    return _OpenVinoRunner(openvino.Core().compile_model(str(path), "CPU", config))
+
+    def compile_for(shapes: dict[str, list[int]] | None) -> Any:
+        model = core.read_model(str(path))
+        if shapes is not None:
+            model.reshape({name: openvino.PartialShape(shape) for name, shape in shapes.items()})
+        return core.compile_model(model, "CPU", config)
+
+    if static_shapes > 0:
+        return _StaticOpenVinoRunner(compile_for, static_shapes)
+    return _OpenVinoRunner(compile_for(None))
 
 
 def as_numpy(tensor: Tensor, dtype: type[np.generic] = np.float32) -> npt.NDArray[Any]:

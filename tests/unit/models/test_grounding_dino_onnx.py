@@ -134,3 +134,22 @@ def test_the_detector_gate_passes_float32_runtimes_and_fails_a_different_one(
     failed = detector_parity(reference, Shifted(), text)
     assert not failed.passed
     assert "shifted fails the detector parity gate" in failed.describe()
+
+
+def test_openvino_compiles_per_input_shapes_up_to_a_bound(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("openvino")
+    exporter = Exporter(model, tmp_path)
+    runner = partial(openvino_runner, static_shapes=1)
+    side = ExportedImageSide(exporter, runner, name="openvino-fp32", fallback=TorchImageSide(model))
+    text = text_of(model, "a cat .")
+    generator = torch.Generator().manual_seed(2)
+    for batch in (2, 1, 2):  # the second shape set is past the bound: the dynamic graph runs it
+        pixels = torch.randn(batch, 3, 64, 96, generator=generator)
+        with torch.inference_mode():
+            expected = TorchImageSide(model)(pixels, text)
+        logits, boxes = side(pixels, text)
+        np.testing.assert_allclose(boxes.numpy(), expected[1].numpy(), atol=1e-4)
+        np.testing.assert_allclose(logits.numpy(), expected[0].numpy(), atol=1e-3)
+    compiled = side.runners[(64, 96)]
+    assert len(compiled.runners) == 1  # type: ignore[attr-defined]
+    assert compiled.dynamic is not None  # type: ignore[attr-defined]

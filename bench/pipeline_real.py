@@ -50,11 +50,15 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _register(resources: Resources, source: str, keys: list[str]) -> tuple[RunContext, list[int]]:
+def register_run(
+    resources: Resources, source: str, keys: list[str], names: list[str]
+) -> tuple[RunContext, list[int]]:
+    """A new dataset with categories `names`, its images `<source>/<key>` and a label run: the
+    run's context and the image ids in key order."""
     dataset = f"bench-{uuid.uuid4().hex[:8]}"
     with session_scope(resources.engine) as session:
         dataset_id = repository.get_or_create_dataset(session, name=dataset)
-        categories = repository.ensure_categories(session, dataset_id=dataset_id, names=PROMPTS)
+        categories = repository.ensure_categories(session, dataset_id=dataset_id, names=names)
         ids = repository.register_images(
             session,
             dataset_id=dataset_id,
@@ -99,7 +103,7 @@ def measure_setting(
         box_source = box_source_for(job, resources)
         selection_s = time.perf_counter() - start
         keys = sorted(p.name for p in folder.iterdir())
-        warm_ctx, warm_ids = _register(resources, source, keys[:1])
+        warm_ctx, warm_ids = register_run(resources, source, keys[:1], PROMPTS)
         run_shard(
             ShardRef(index=0, image_ids=warm_ids),
             job,
@@ -107,7 +111,7 @@ def measure_setting(
             resources=resources,
             box_source=box_source,
         )
-        ctx, image_ids = _register(resources, source, keys)
+        ctx, image_ids = register_run(resources, source, keys, PROMPTS)
         cpu, start = _cpu_seconds(), time.perf_counter()
         result = run_shard(
             ShardRef(index=0, image_ids=image_ids),

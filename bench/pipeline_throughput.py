@@ -34,11 +34,9 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from autolabel.models.detection import Detections  # noqa: E402
 from autolabel.models.types import MaskSet  # noqa: E402
 from autolabel.storage.config import S3Config  # noqa: E402
-from autolabel.storage.db import label_runs, repository  # noqa: E402
-from autolabel.storage.db.engine import session_scope, upgrade_to_head  # noqa: E402
-from autolabel.storage.db.records import ImageIn  # noqa: E402
+from autolabel.storage.db.engine import upgrade_to_head  # noqa: E402
 from autolabel.tasks.labeling import shard as labeling  # noqa: E402
-from autolabel.tasks.labeling.job import LabelJob, RunContext, ShardRef  # noqa: E402
+from autolabel.tasks.labeling.job import LabelJob, ShardRef  # noqa: E402
 from autolabel.tasks.labeling.shard import (  # noqa: E402
     BoxSource,
     ImageRef,
@@ -174,26 +172,8 @@ def _timed_shards(
         batch_size=batch,
     )
     keys = sorted(p.name for p in folder.iterdir())
-    with session_scope(resources.engine) as session:
-        dataset_id = repository.get_or_create_dataset(session, name=dataset)
-        categories = repository.ensure_categories(session, dataset_id=dataset_id, names=["object"])
-        ids = repository.register_images(
-            session,
-            dataset_id=dataset_id,
-            images=[ImageIn(storage_key=f"{source}/{k}", etag="1") for k in keys],
-        )
-        run_id = label_runs.create_label_run(
-            session, dataset_id=dataset_id, work_key="bench", parameters={}
-        )
-    ctx = RunContext(
-        dataset_id=dataset_id,
-        run_id=run_id,
-        work_key="bench",
-        segmenter_version="bench",
-        category_ids=categories,
-    )
+    ctx, image_ids = pipeline_real.register_run(resources, source, keys, ["object"])
     labeling.chosen_runtimes(job, resources)  # load outside the timing
-    image_ids = [ids[f"{source}/{k}"] for k in keys]
     stages: dict[str, float] = {}
     start = time.perf_counter()
     for index, first in enumerate(range(0, len(image_ids), shard_size)):

@@ -23,6 +23,7 @@ from transformers import GroundingDinoForObjectDetection
 
 from autolabel.models.grounding_dino.forward import image_forward
 from autolabel.models.grounding_dino.text import TextFeatures
+from autolabel.models.runtime.sessions import ONNX_EXPORT_LOCK
 
 INPUT_NAMES = ("pixel_values", "text_features", "text_self_attention_mask", "text_position_ids")
 OUTPUT_NAMES = ("logits", "boxes")
@@ -82,7 +83,7 @@ def export_onnx(
     partial = path.with_name(path.name + ".part")
     path.parent.mkdir(parents=True, exist_ok=True)
     inputs = (pixel_values, text.features, text.self_attention_mask, text.position_ids)
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+    with ONNX_EXPORT_LOCK, torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values in the graph
         torch.onnx.export(
             ImageSide(model).eval(),

@@ -11,6 +11,7 @@ image shapes runs its rarer shapes in the fallback runner (torch) rather than ex
 """
 
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -113,9 +114,14 @@ class ExportedImageSide:
         self.max_buckets = max_buckets
         self.runners: dict[tuple[int, int], GraphRunner] = {}
         self.fallback_shapes: set[tuple[int, int]] = set()
+        self.lock = threading.Lock()
 
     def runner(self, image_hw: tuple[int, int]) -> GraphRunner | None:
         """The compiled graph of `image_hw`, or None when it runs in the fallback."""
+        with self.lock:
+            return self._runner(image_hw)
+
+    def _runner(self, image_hw: tuple[int, int]) -> GraphRunner | None:
         if image_hw in self.runners:
             return self.runners[image_hw]
         if len(self.runners) >= self.max_buckets:

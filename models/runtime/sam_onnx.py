@@ -20,7 +20,13 @@ from torch import Tensor, nn
 
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
 from autolabel.models.errors import InvalidInputError
-from autolabel.models.runtime.sessions import GraphRunner, as_numpy, as_tensor, ort_runner
+from autolabel.models.runtime.sessions import (
+    ONNX_EXPORT_LOCK,
+    GraphRunner,
+    as_numpy,
+    as_tensor,
+    ort_runner,
+)
 
 ENCODER_INPUTS, ENCODER_OUTPUTS = ("images",), ("image_embeddings",)
 DECODER_INPUTS = ("image_embeddings", "boxes")
@@ -54,7 +60,7 @@ def _export(
 
     inputs, outputs = names
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+    with ONNX_EXPORT_LOCK, torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values in the graph
         torch.onnx.export(
             module.eval(),

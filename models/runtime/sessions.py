@@ -11,6 +11,7 @@ OpenVINO's bf16 hint runs the heavy layers in bfloat16 on CPUs with AVX-512 BF16
 keeps its own list of layers in float32; on other CPUs it runs float32.
 """
 
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -23,6 +24,9 @@ from torch import Tensor
 from autolabel.models.errors import InvalidInputError
 
 Arrays = Mapping[str, npt.NDArray[Any]]
+#: Held by every ONNX export: `torch.onnx.export` keeps process-wide state and fails when two
+#: threads (two shards of one worker) export at once.
+ONNX_EXPORT_LOCK = threading.Lock()
 OpenVinoPrecision = Literal["fp32", "bf16"]
 _OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -46,14 +50,20 @@ class _OrtRunner:
 
 
 class _OpenVinoRunner:
+    """A compiled model with one infer request per calling thread (an OpenVINO infer request
+    must not run in two threads at once; shards of one worker share the runner)."""
+
     def __init__(self, compiled: Any) -> None:
         self.compiled = compiled
-        self.request = compiled.create_infer_request()
+        self.local = threading.local()
 
     def __call__(
         self, inputs: Arrays, output_names: Sequence[str]
     ) -> list[npt.NDArray[np.float32]]:
-        result = self.request.infer(dict(inputs))
+        request = getattr(self.local, "request", None)
+        if request is None:
+            request = self.local.request = self.compiled.create_infer_request()
+        result = request.infer(dict(inputs))
         return [np.array(result[self.compiled.output(name)]) for name in output_names]
 
 
@@ -67,19 +77,21 @@ class _StaticOpenVinoRunner:
         self.max_shapes = max_shapes
         self.runners: dict[tuple[tuple[int, ...], ...], _OpenVinoRunner] = {}
         self.dynamic: _OpenVinoRunner | None = None
+        self.lock = threading.Lock()
 
     def __call__(
         self, inputs: Arrays, output_names: Sequence[str]
     ) -> list[npt.NDArray[np.float32]]:
         key = tuple(tuple(int(d) for d in inputs[name].shape) for name in sorted(inputs))
-        runner = self.runners.get(key)
-        if runner is None and len(self.runners) < self.max_shapes:
-            shapes = {name: list(inputs[name].shape) for name in inputs}
-            runner = self.runners[key] = _OpenVinoRunner(self.compile_for(shapes))
-        if runner is None:
-            if self.dynamic is None:
-                self.dynamic = _OpenVinoRunner(self.compile_for(None))
-            runner = self.dynamic
+        with self.lock:
+            runner = self.runners.get(key)
+            if runner is None and len(self.runners) < self.max_shapes:
+                shapes = {name: list(inputs[name].shape) for name in inputs}
+                runner = self.runners[key] = _OpenVinoRunner(self.compile_for(shapes))
+            if runner is None:
+                if self.dynamic is None:
+                    self.dynamic = _OpenVinoRunner(self.compile_for(None))
+                runner = self.dynamic
         return runner(inputs, output_names)
 
 

@@ -155,16 +155,15 @@ def fetch_version_weights(version: ModelVersionInfo, resources: Resources) -> Pa
 def load_segmenter(name: str, resources: Resources, *, random_weights: bool) -> EfficientViTSam:
     """Build the segmenter `name` resolves to, with its weights (or seeded random ones),
     prepared for inference in torch on the resources' device."""
-    model = load_segmenter_weights(name, resources, random_weights=random_weights)
+    weights = resolve_segmenter(name, resources, random_weights=random_weights)
+    model = segmenter_from(weights, name)
     device = resources.device
     return prepare_for_inference(model, device=device, dtype="auto")
 
 
-def load_segmenter_weights(
-    name: str, resources: Resources, *, random_weights: bool
-) -> EfficientViTSam:
-    """The float32 CPU segmenter `name` resolves to, with its weights (or seeded random ones)."""
-    weights = resolve_segmenter(name, resources, random_weights=random_weights)
+def segmenter_from(weights: SegmenterWeights, name: str) -> EfficientViTSam:
+    """The float32 CPU segmenter of resolved `weights` (seeded random ones by `name` when the
+    weights have no file)."""
     if weights.path is None:
         model = create_model(weights.spec_name, family="segmenter")
         seeded_random_weights(model, name)
@@ -190,19 +189,17 @@ def load_segmenter_runtime(
 ) -> tuple[SegmenterBackend, RuntimeChoice]:
     """The segmenter `name` in the runtime `request` resolves to on this worker (see
     `autolabel.tasks.runtimes`), and that choice."""
-    identity = resolve_segmenter(name, resources, random_weights=random_weights).version
-    base = load_segmenter_weights(name, resources, random_weights=random_weights)
+    weights = resolve_segmenter(name, resources, random_weights=random_weights)
+    cache = runtime_cache(resources)
     trial = segmenter_trial(
-        base,
-        identity,
+        segmenter_from(weights, name),
+        weights.version,
         device=resources.device,
-        cache=runtime_cache(resources),
+        cache=cache,
         threads=torch.get_num_threads(),
     )
     backend: SegmenterBackend
-    backend, choice = choose(
-        trial, request, device=resources.device, cache=runtime_cache(resources)
-    )
+    backend, choice = choose(trial, request, device=resources.device, cache=cache)
     return backend, choice
 
 
@@ -217,12 +214,13 @@ def load_detector_runtime(
     )
     identity = detector_version(name, resources, random_weights=random_weights)
     caption_ids = list(parts.tokenizer(PARITY_CAPTION)["input_ids"])
+    cache = runtime_cache(resources)
     trial = detector_trial(
         parts.model,
         caption_ids,
         identity,
         device=resources.device,
-        cache=runtime_cache(resources),
+        cache=cache,
         threads=torch.get_num_threads(),
     )
     unsupported = {"tensorrt"} | ({"onnxruntime"} if resources.device.startswith("cuda") else set())
@@ -230,7 +228,7 @@ def load_detector_runtime(
         trial,
         request,
         device=resources.device,
-        cache=runtime_cache(resources),
+        cache=cache,
         unsupported=frozenset(unsupported),
     )
     return DetectorParts(parts.model, parts.tokenizer, parts.options, image_side), choice

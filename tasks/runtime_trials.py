@@ -10,6 +10,7 @@ Runtime or OpenVINO on the CPU. Exported graphs live in the `ArtifactCache`.
 
 import copy
 from dataclasses import asdict
+from functools import cache as cache_result
 from functools import partial
 from pathlib import Path
 from typing import cast
@@ -61,6 +62,7 @@ def segmenter_trial(
         identity: The weights' identity, `<name>@<sha256 prefix>` or `<name>@random`.
     """
 
+    @cache_result  # each candidate runs the same files: verify each once per trial
     def exported(part: str) -> Path:
         key = {"weights": identity, "part": part, "opset": OPSET, **_export_versions()}
         export = export_encoder if part == "encoder" else export_box_decoder
@@ -196,6 +198,7 @@ def detector_trial(
         text: TextFeatures = encode_text(model, torch.tensor([caption_ids]))
     reference = TorchImageSide(model, device=device)
 
+    @cache_result  # each candidate exports the same shapes: verify each once per trial
     def exporter(image_hw: tuple[int, int]) -> Path:
         height, width = image_hw
         key = {"weights": identity, "image_hw": [height, width], **_export_versions()}

@@ -16,6 +16,7 @@ For each model the job names a `RuntimeRequest` (`autolabel.models.runtime.choic
    run once per machine and weights.
 """
 
+import functools
 import json
 import logging
 import platform
@@ -79,28 +80,27 @@ def installed_versions() -> dict[str, str]:
     return versions
 
 
-def _cpu_flags() -> set[str]:
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first CPU's `/proc/cpuinfo` fields (empty where there is none)."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:
-        return set()
+        return {}
+    fields: dict[str, str] = {}
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+        if not line.strip():
+            break
+        name, _, value = line.partition(":")
+        fields[name.strip()] = value.strip()
+    return fields
 
 
 def device_model(device: str) -> str:
     """The device's model name (CPU brand string or GPU name), for cache keys and records."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def device_traits(device: str) -> DeviceTraits:
@@ -110,7 +110,7 @@ def device_traits(device: str) -> DeviceTraits:
     }
     if device.startswith("cuda"):
         return DeviceTraits("cuda", torch.cuda.is_bf16_supported(), frozenset(installed))
-    flags = _cpu_flags()
+    flags = set(_cpuinfo().get("flags", "").split())
     bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
     return DeviceTraits("cpu", bf16, frozenset(installed - {"tensorrt"}))
 

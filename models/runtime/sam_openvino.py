@@ -2,8 +2,8 @@
 
 On CPUs with AVX-512 BF16 (or AMX), `precision="bf16"` runs the image encoder and the box
 decoder in bfloat16 (OpenVINO keeps its own list of layers in float32); the parity gate judges
-the pair. L0 with 100 boxes: decoder 1.9-2.3 s in bf16 against 4.3-4.8 s in f32 and 8.9 s in
-torch. Measured on this project's 2-core AMD EPYC machines, batch 1: L0 encoder
+the pair. L0 with 100 boxes on a 2-core Intel Xeon: decoder 1.9-2.3 s in bf16 against 4.3-4.8 s
+in f32 and 8.9 s in torch. On a 2-core AMD EPYC, batch 1: L0 encoder
 0.18 s in f32 and 0.09 s in bf16 against 0.28 s for the prepared torch model; XL0 0.93 s and
 0.46 s against 1.36 s.
 """

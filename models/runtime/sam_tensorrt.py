@@ -91,9 +91,8 @@ class ProfileShapes:
 
     def __post_init__(self) -> None:
         shapes = (self.min_shape, self.opt_shape, self.max_shape)
-        ranks = {len(shape) for shape in shapes}
-        ordered = all(1 <= a <= b <= c for a, b, c in zip(*shapes, strict=False))
-        if len(ranks) != 1 or not ordered:
+        same_rank = len({len(shape) for shape in shapes}) == 1
+        if not same_rank or not all(1 <= a <= b <= c for a, b, c in zip(*shapes, strict=True)):
             raise InvalidInputError(
                 f"expected 1 <= min <= opt <= max shapes of one rank for {self.name}, got {shapes}"
             )

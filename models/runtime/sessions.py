@@ -50,21 +50,28 @@ class _OrtRunner:
 
 
 class _OpenVinoRunner:
-    """A compiled model with one infer request per calling thread (an OpenVINO infer request
-    must not run in two threads at once; shards of one worker share the runner)."""
+    """A compiled model and its infer requests, one per call in flight (an OpenVINO infer
+    request must not run in two threads at once; shards of one worker share the runner).
+
+    The requests are owned here, not by the calling threads: they are released with the
+    compiled model, never by a thread's teardown after it."""
 
     def __init__(self, compiled: Any) -> None:
         self.compiled = compiled
-        self.local = threading.local()
+        self.idle: list[Any] = []
+        self.lock = threading.Lock()
 
     def __call__(
         self, inputs: Arrays, output_names: Sequence[str]
     ) -> list[npt.NDArray[np.float32]]:
-        request = getattr(self.local, "request", None)
-        if request is None:
-            request = self.local.request = self.compiled.create_infer_request()
-        result = request.infer(dict(inputs))
-        return [np.array(result[self.compiled.output(name)]) for name in output_names]
+        with self.lock:
+            request = self.idle.pop() if self.idle else self.compiled.create_infer_request()
+        try:
+            result = request.infer(dict(inputs))
+            return [np.array(result[self.compiled.output(name)]) for name in output_names]
+        finally:
+            with self.lock:
+                self.idle.append(request)
 
 
 class _StaticOpenVinoRunner:

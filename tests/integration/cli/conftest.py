@@ -49,6 +49,11 @@ def base_env(tmp_path: Path, cli_prefect_home: Path, runtime_cache_dir: Path) ->
     env.update(
         AUTOLABEL_HOME=str(tmp_path / "home"),
         AUTOLABEL_MODELS__RUNTIME_CACHE_DIR=str(runtime_cache_dir),
+        # Commands run the torch runtimes unless a test asks for `auto`: each command is a new
+        # process, and `auto` compiles the exported graphs per process (the selection itself
+        # is tested in test_label_cli and in the flow tests).
+        AUTOLABEL_MODELS__SEGMENTER_BACKEND="torch",
+        AUTOLABEL_MODELS__DETECTOR_BACKEND="torch",
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing-secret-key",  # noqa: S106 - moto accepts any key
         AWS_DEFAULT_REGION="us-east-1",

@@ -23,7 +23,7 @@ def test_dry_run_counts_and_estimates_without_labeling(
         "--detector", "grounding-dino-test", "--segmenter", "efficientvit-sam-test",
         "--random-weights", "--dry-run",
     ]  # fmt: skip
-    result = run_cli(args, base_env)
+    result = run_cli([*args, "--segmenter-backend", "auto", "--detector-backend", "auto"], base_env)
     bad = run_cli([*args, "--segmenter-backend", "tensorrt"], base_env)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == (

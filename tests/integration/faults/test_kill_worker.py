@@ -41,6 +41,8 @@ def job_parameters(world: FaultWorld, dataset: str) -> dict[str, object]:
             },
             "shard_size": 8,
             "batch_size": 2,
+            "segmenter_backend": "torch",  # the pace the faults are timed against
+            "detector_backend": "torch",
         }
     )
     return {"job": job.model_dump(mode="json")}

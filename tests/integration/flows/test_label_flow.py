@@ -37,6 +37,10 @@ def make_job(env: FlowEnv, dataset: str, **overrides: object) -> LabelJob:
         "batch_size": 4,
         "random_weights": True,
         "max_failure_fraction": 0.5,
+        # The torch runtimes unless a test asks for `auto` (the end-to-end test does): `auto`
+        # exports and compiles the detector once per image shape, a cost paid per test process.
+        "segmenter_backend": "torch",
+        "detector_backend": "torch",
     }
     fields.update(overrides)
     return LabelJob.model_validate(fields)
@@ -76,7 +80,9 @@ def test_labels_bucket_into_database_and_coco(flow_env: FlowEnv, tmp_path: Path)
     assert count == 60
     expected_failed = {name: r for name, r in reasons.items() if r is not None}
 
-    summary = autolabel_dataset(make_job(flow_env, "e2e"))
+    summary = autolabel_dataset(
+        make_job(flow_env, "e2e", segmenter_backend="auto", detector_backend="auto")
+    )
 
     assert summary.status == "completed"
     assert summary.images_done == 60 - len(expected_failed)

@@ -23,7 +23,14 @@ from autolabel.models.runtime.sam_onnx import OnnxSam, export_box_decoder, expor
 from autolabel.models.runtime.sam_openvino import OpenVinoSam
 
 pytest.importorskip("onnxruntime")
-VARIANTS = ["l0", "l1", "l2", "xl0", "xl1"]
+# One variant of each family in the default run; all five under `-m slow` (minutes each).
+VARIANTS = [
+    "l0",
+    pytest.param("l1", marks=pytest.mark.slow),
+    pytest.param("l2", marks=pytest.mark.slow),
+    "xl0",
+    pytest.param("xl1", marks=pytest.mark.slow),
+]
 
 
 def onnx_of(name: str, folder: Path) -> tuple[TorchSegmenter, OnnxSam]:

@@ -5,6 +5,7 @@ nothing here mocks them. Set AUTOLABEL_TEST_PG_ADMIN_URL to use another server.
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +31,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _sigchld_restored() -> Iterator[None]:
+    """Give SIGCHLD back its default after each test. Iterating a torch DataLoader with worker
+    processes installs a Python SIGCHLD handler for the rest of the process; in a test worker
+    that later starts and reaps many subprocesses (the CLI, servers), a child's exit then ran
+    that handler, and such deliveries were seen to kill the test worker with SIGSEGV."""
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    if signal.getsignal(signal.SIGCHLD) is not before:
+        signal.signal(signal.SIGCHLD, before)
+        from torch.utils.data._utils import signal_handling
+
+        signal_handling._SIGCHLD_handler_set = False  # the next loader installs its own again
 
 
 def free_port() -> int:

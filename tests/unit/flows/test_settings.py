@@ -184,6 +184,6 @@ def test_deploy_files_use_only_known_variables() -> None:
 
     known = set(variable_names()) | OTHER_VARIABLES
     deploy = Path(__file__).resolve().parents[3] / "deploy"
-    for path in sorted(deploy.iterdir()):
+    for path in sorted(p for p in deploy.rglob("*") if p.is_file()):
         used = set(re.findall(r"AUTOLABEL_[A-Z0-9_]*[A-Z0-9]", path.read_text()))
         assert used <= known, f"{path.name}: {sorted(used - known)}"

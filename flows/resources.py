@@ -12,12 +12,10 @@ from sqlalchemy.engine import URL, make_url
 
 from autolabel.flows.errors import ConfigError
 from autolabel.flows.settings import Settings
-from autolabel.models.registry import MODEL_SPECS
 from autolabel.models.weight_files import WeightFile
 from autolabel.storage.config import S3Config
 from autolabel.storage.db.engine import make_engine, schema_status, upgrade_to_head
 from autolabel.storage.objectstore import ObjectStore, open_store
-from autolabel.tasks.labeling.label_tasks import device_limit_name
 from autolabel.tasks.resources import ResourceConfig, Resources, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -50,6 +48,8 @@ def database_url(settings: Settings) -> URL:
 
 def known_weight_files() -> list[tuple[str, WeightFile]]:
     """(model name, weights file) of every released model autolabel can load, of every family."""
+    from autolabel.models.registry import MODEL_SPECS  # the models: only for commands that load
+
     specs = sorted(MODEL_SPECS.items())
     return [(name, spec.weights) for name, spec in specs if spec.weights is not None]
 
@@ -156,6 +156,8 @@ def ensure_device_limit(settings: Settings) -> str:
     from prefect import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    from autolabel.tasks.labeling.label_tasks import device_limit_name
 
     name = device_limit_name(inference_device(settings))
     with get_client(sync_client=True) as client:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-import torch
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
@@ -79,6 +78,8 @@ class ResourceConfig:
 def resolve_device(device: str) -> str:
     """`auto` becomes `cuda` when available, else `cpu`; other values pass through."""
     if device == "auto":
+        import torch  # not at import: commands that load no model start without it
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
 

@@ -1,5 +1,7 @@
 """`autolabel label`, `autolabel export` and `autolabel runs`."""
 
+from typing import TYPE_CHECKING
+
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -9,9 +11,11 @@ from rich.table import Table
 from autolabel.flows.cli.checks import prefect_for_flows
 from autolabel.flows.errors import FlowError
 from autolabel.flows.settings import load_settings
-from autolabel.tasks.labeling.dry_run import JobPlan
 from autolabel.tasks.labeling.job import LabelJob, RunSummary
 from autolabel.tasks.labeling.progress import reporting_to
+
+if TYPE_CHECKING:  # the dry run's module loads the models: imported by --dry-run only
+    from autolabel.tasks.labeling.dry_run import JobPlan
 
 console = Console(stderr=True)
 
@@ -87,7 +91,7 @@ def print_summary(summary: RunSummary) -> None:
         Console().print(f"failed images by reason: {summary.failures}")
 
 
-def print_plan(job: LabelJob, plan: JobPlan) -> None:
+def print_plan(job: LabelJob, plan: "JobPlan") -> None:
     """The dry run's table: images listed, already done, to label, and the estimate."""
     table = Table(title=f"dry run: {job.source} -> dataset {job.dataset!r}")
     table.add_column("")

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     log = new_command_log()
     start_early(args, log.api_path)  # its start overlaps the imports below
     try:
+        import prefect.main  # noqa: F401 - its logging setup must come before command_logging
+
         from autolabel.flows.cli.app import app
         from autolabel.flows.cli.boundary import describe, record
 

@@ -4,6 +4,7 @@ process's `Resources` (see `autolabel.tasks.resources` for their lifecycle)."""
 import atexit
 import logging
 import os
+import socket
 import threading
 from contextlib import suppress
 
@@ -151,13 +152,16 @@ def close_process_resources() -> None:
 atexit.register(close_process_resources)
 
 
+def device_limit_name(device: str) -> str:
+    """Name of the global concurrency limit guarding one device of this worker host."""
+    return f"autolabel-device-{socket.gethostname()}-{device.replace(':', '-')}"
+
+
 def ensure_device_limit(settings: Settings) -> str:
     """Create this host's device concurrency limit (1 slot) unless an operator already set one."""
     from prefect import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    from autolabel.tasks.labeling.label_tasks import device_limit_name
 
     name = device_limit_name(inference_device(settings))
     with get_client(sync_client=True) as client:

@@ -4,7 +4,6 @@ Each task resolves the flow's bound resources, calls the plain-Python core
 (`runs`, `sources`, `shard`) and returns small references; only transient failures are retried.
 """
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from uuid import UUID
@@ -38,11 +37,6 @@ from autolabel.tasks.retry import retry_transient
 # The slot is leased and renewed while the shard runs: a killed worker's slot is revoked by the
 # Prefect server's repossessor within this time (plus its 15 s sweep) instead of blocking forever.
 DEVICE_LEASE_SECONDS = 60.0  # the smallest lease the Prefect API accepts
-
-
-def device_limit_name(device: str) -> str:
-    """Name of the global concurrency limit guarding one device of this worker host."""
-    return f"autolabel-device-{socket.gethostname()}-{device.replace(':', '-')}"
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)

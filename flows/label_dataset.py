@@ -18,10 +18,12 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from autolabel.flows.errors import FlowError
 from autolabel.flows.resources import process_resources
 from autolabel.flows.settings import Settings, get_settings
+from autolabel.flows.shard_fanout import ShardFanOut, find_shard_deployment
 from autolabel.storage.db import queries
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.queries import LabelRunInfo
 from autolabel.storage.db.tables import RunStatus
+from autolabel.tasks import resources
 from autolabel.tasks.labeling.dry_run import JobPlan, plan_job
 from autolabel.tasks.labeling.job import (
     LabelJob,
@@ -43,9 +45,11 @@ from autolabel.tasks.labeling.label_tasks import (
 )
 from autolabel.tasks.labeling.progress import ShardTally, current_sink
 from autolabel.tasks.labeling.run_lease import Heartbeat, close_dead_runs
+from autolabel.tasks.labeling.shard_runs import group_shards
 from autolabel.tasks.resources import bound
 
 SHARDS_IN_FLIGHT = 2
+MAX_IN_FLIGHT = 4096  # the setting's bound: a job without `max_gpus` is capped by the setting
 # Prefect's TaskRunner is invariant in its future type, so its own runner needs the cast.
 SHARD_RUNNER = cast(
     "TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=SHARDS_IN_FLIGHT)
@@ -80,11 +84,15 @@ def _label_in_waves(
         if tally.too_many_failures():
             return RunStatus.ABORTED
         if heartbeat.lost:
-            raise RunLeaseLostError(
-                f"run {ctx.run_id} was declared crashed by another process after its heartbeat "
-                "lapsed; stopped labeling (rerun the job to finish it)"
-            )
+            raise _lease_lost(ctx)
     return RunStatus.COMPLETED
+
+
+def _lease_lost(ctx: RunContext) -> RunLeaseLostError:
+    return RunLeaseLostError(
+        f"run {ctx.run_id} was declared crashed by another process after its heartbeat "
+        "lapsed; stopped labeling (rerun the job to finish it)"
+    )
 
 
 @flow(
@@ -146,7 +154,40 @@ def _label_claimed(
         len(shards),
     )
     current_sink().planned(pending)
-    return _label_in_waves(shards, job, ctx, tally, heartbeat), max(listed - pending, 0)
+    skipped = max(listed - pending, 0)
+    settings = get_settings()
+    deployment = None
+    if settings.prefect_api == "server" and shards:
+        deployment = find_shard_deployment(settings.labeling.shard_deployment)
+    if deployment is None:
+        return _label_in_waves(shards, job, ctx, tally, heartbeat), skipped
+    in_flight = min(settings.labeling.shard_runs_in_flight, job.max_gpus or MAX_IN_FLIGHT)
+    runs = group_shards(
+        shards, runs_in_flight=in_flight, images_per_run=settings.labeling.images_per_shard_run
+    )
+    logger.info(
+        "run %d: %d shard runs on deployment %s, at most %d at once",
+        ctx.run_id,
+        len(runs),
+        settings.labeling.shard_deployment,
+        in_flight,
+    )
+    fan_out = ShardFanOut(
+        deployment,
+        job,
+        ctx,
+        resources=resources.current(),
+        runs_in_flight=in_flight,
+        attempts=settings.labeling.shard_run_attempts,
+        tally=tally,
+        heartbeat=heartbeat,
+        on_progress=current_sink().written,
+        on_shard_done=ProgressArtifact(ctx.run_id, len(runs)).shard_done,
+    )
+    status = fan_out.run(runs)
+    if status is RunStatus.CRASHED:
+        raise _lease_lost(ctx)
+    return status, skipped
 
 
 def _record_failure(

@@ -6,7 +6,9 @@ import logging
 import os
 import socket
 import threading
-from contextlib import suppress
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import URL, make_url
@@ -17,7 +19,13 @@ from autolabel.models.weight_files import WeightFile
 from autolabel.storage.config import S3Config
 from autolabel.storage.db.engine import make_engine, schema_status, upgrade_to_head
 from autolabel.storage.objectstore import ObjectStore, open_store
-from autolabel.tasks.resources import ResourceConfig, Resources, resolve_device
+from autolabel.tasks.resources import (
+    DEVICE_LEASE_SECONDS,
+    ResourceConfig,
+    Resources,
+    host_devices,
+    resolve_device,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +69,16 @@ def inference_device(settings: Settings, override: str | None = None) -> str:
     return resolve_device(override or settings.models.device)
 
 
-def resource_config(settings: Settings, *, device_limit: str | None = None) -> ResourceConfig:
-    """What the process's `Resources` are built from."""
+def resource_config(
+    settings: Settings, *, device_limit: str | None = None, device: str | None = None
+) -> ResourceConfig:
+    """What the process's `Resources` are built from (on `device`, else the configured one)."""
     return ResourceConfig(
         database_url=database_url(settings),
         s3=s3_config(settings),
         weights_dir=settings.resolved_weights_dir,
         runtime_cache_dir=settings.models.runtime_cache_dir,
-        device=settings.models.device,
+        device=device or settings.models.device,
         storage_url=settings.resolved_storage_url,
         device_limit=device_limit,
         max_image_pixels=settings.images.max_pixels,
@@ -114,13 +124,16 @@ _lock = threading.Lock()
 _process: Resources | None = None
 
 
-def process_resources(settings: Settings, *, use_device_limit: bool = False) -> Resources:
-    """This process's resources for `settings`, after checking the schema.
+def process_resources(
+    settings: Settings, *, use_device_limit: bool = False, device: str | None = None
+) -> Resources:
+    """This process's resources for `settings` (on `device`, else the configured device), after
+    checking the schema.
 
     One `Resources` lives per process: flow runs with the same configuration reuse it (a served
     worker keeps its loaded models); a changed configuration closes the old one first. With
     `use_device_limit` and a Prefect server (not the ephemeral API), device work is capped by
-    this host's global concurrency limit (created with one slot if missing).
+    the global concurrency limit of this host's (first) device, created with one slot if missing.
     """
     global _process
     if settings.prefect_api == "server" and not os.environ.get("PREFECT_API_URL"):
@@ -130,8 +143,8 @@ def process_resources(settings: Settings, *, use_device_limit: bool = False) -> 
         logger.warning("%s", notice)
     limit = None
     if use_device_limit and settings.prefect_api == "server":
-        limit = ensure_device_limit(settings)
-    config = resource_config(settings, device_limit=limit)
+        limit = ensure_device_limit(host_devices(device or settings.models.device)[0])
+    config = resource_config(settings, device_limit=limit, device=device)
     with _lock:
         if _process is None or _process.config != config:
             if _process is not None:
@@ -157,13 +170,14 @@ def device_limit_name(device: str) -> str:
     return f"autolabel-device-{socket.gethostname()}-{device.replace(':', '-')}"
 
 
-def ensure_device_limit(settings: Settings) -> str:
-    """Create this host's device concurrency limit (1 slot) unless an operator already set one."""
+def ensure_device_limit(device: str) -> str:
+    """Create the concurrency limit (1 slot) of `device` on this host unless an operator already
+    set one; returns its name."""
     from prefect import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-    name = device_limit_name(inference_device(settings))
+    name = device_limit_name(device)
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(name)
@@ -173,3 +187,47 @@ def ensure_device_limit(settings: Settings) -> str:
                     GlobalConcurrencyLimitCreate(name=name, limit=1)
                 )
     return name
+
+
+@contextmanager
+def device_slot(
+    devices: list[str], *, try_seconds: float = 2.0, pause_seconds: float = 5.0
+) -> Iterator[str]:
+    """Hold a free device of `devices` (this host's, see `host_devices`) for the block; yields
+    it (`cuda:1`...).
+
+    Each GPU has its own limit of one slot (`ensure_device_limit`), so a host with N GPUs runs N
+    shard runs at once, one per GPU: its worker takes `--limit N`. With several devices each is
+    tried in turn for `try_seconds`, then again after `pause_seconds`; with one, this waits for
+    it. The slot is leased and renewed: a killed holder's slot is revoked by the Prefect server
+    within `DEVICE_LEASE_SECONDS` (plus its sweep) instead of blocking the device forever. The
+    CPU takes no slot: CPU workers are bounded by their worker's `--limit` alone.
+    """
+    from prefect.concurrency.sync import concurrency
+
+    if devices == ["cpu"]:
+        yield "cpu"
+        return
+    names = {device: ensure_device_limit(device) for device in devices}
+    wait = None if len(devices) == 1 else try_seconds
+    while True:
+        for device in devices:
+            slot = ExitStack()
+            try:
+                slot.enter_context(
+                    concurrency(
+                        names[device],
+                        occupy=1,
+                        timeout_seconds=wait,
+                        strict=True,
+                        lease_duration=DEVICE_LEASE_SECONDS,
+                        raise_on_lease_renewal_failure=False,
+                    )
+                )
+            except TimeoutError:
+                continue
+            with slot:
+                yield device
+            return
+        logger.info("all %d devices of this host are busy: waiting for one", len(devices))
+        time.sleep(pause_seconds)

@@ -177,6 +177,49 @@ class ImagesConfig(BaseModel):
     )
 
 
+class LabelingConfig(BaseModel):
+    """How one job's shards spread over the workers of a work pool (Prefect server only)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shard_deployment: str | None = Field(
+        default="autolabel-shard/label-shard",
+        description="Deployment (`flow/name`) that runs a job's shards as flow runs on a work "
+        "pool when AUTOLABEL_PREFECT_API=server; if the server has none of that name, or this "
+        "is empty, shards run in the job's own process.",
+    )
+    shard_runs_in_flight: int = Field(
+        default=8,
+        ge=1,
+        le=4096,
+        description="Most shard runs of one job submitted at once (a job's `max_gpus` lowers "
+        "it); more than the pool's GPUs keeps the next run queued for each free worker.",
+    )
+    images_per_shard_run: int = Field(
+        default=4096,
+        ge=1,
+        le=1_000_000,
+        description="Images per shard run on a work pool (fewer when a small job would "
+        "otherwise leave workers idle): each run pays one process start and model load.",
+    )
+    shard_run_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Attempts per shard run: a run that fails or whose worker dies is rerun "
+        "for its images not yet stored, until this many attempts.",
+    )
+
+    @field_validator("shard_deployment")
+    @classmethod
+    def _check_deployment(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.count("/") != 1 or not all(value.split("/")):
+            raise ValueError(f"expected <flow name>/<deployment name>, got {value!r}")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything an operator configures; see the module docstring for the variable names."""
 
@@ -205,6 +248,9 @@ class Settings(BaseSettings):
     )
     models: ModelsConfig = Field(default_factory=ModelsConfig, description="Models and device.")
     images: ImagesConfig = Field(default_factory=ImagesConfig, description="Image decoding.")
+    labeling: LabelingConfig = Field(
+        default_factory=LabelingConfig, description="Shards of a job on a work pool."
+    )
 
     @property
     def resolved_storage_url(self) -> str:

@@ -75,6 +75,12 @@ class ResourceConfig:
     runtime_cache_dir: Path | None = None
 
 
+# A device slot (Prefect global concurrency limit) is leased and renewed while held: a killed
+# holder's slot is revoked by the Prefect server's repossessor within this time (plus its 15 s
+# sweep) instead of blocking the device forever. The smallest lease the Prefect API accepts.
+DEVICE_LEASE_SECONDS = 60.0
+
+
 def resolve_device(device: str) -> str:
     """`auto` becomes `cuda` when available, else `cpu`; other values pass through."""
     if device == "auto":
@@ -82,6 +88,17 @@ def resolve_device(device: str) -> str:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def host_devices(device: str) -> list[str]:
+    """The devices of this host that `device` names: every visible GPU (`cuda:0`, `cuda:1`...)
+    for `cuda` (or `auto` on a GPU host), else just that device."""
+    resolved = resolve_device(device)
+    if resolved != "cuda":
+        return [resolved]
+    import torch
+
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cuda:0"]
 
 
 class Resources:

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from autolabel.storage.db.base import dialect_insert, utc_now
+from autolabel.storage.db.base import dialect_insert, id_in, utc_now
 from autolabel.storage.db.records import ImageIn
 from autolabel.storage.db.tables import (
     Annotation,
@@ -135,13 +135,7 @@ def iter_pending_image_ids(
     when `retry_failed` is false). Keyset pagination: memory stays O(batch_size) for millions of
     images, and rows committed by the caller between batches are taken into account.
     """
-    finished = [ResultStatus.DONE] if retry_failed else [ResultStatus.DONE, ResultStatus.FAILED]
-    already = exists().where(
-        ImageResult.image_id == Image.id,
-        ImageResult.work_key == work_key,
-        ImageResult.etag == Image.etag,
-        ImageResult.status.in_(finished),
-    )
+    already = _finished_under(work_key, retry_failed=retry_failed)
     last_id = 0
     while True:
         batch = list(
@@ -156,6 +150,36 @@ def iter_pending_image_ids(
             return
         yield batch
         last_id = batch[-1]
+
+
+def _finished_under(work_key: str, *, retry_failed: bool) -> Any:
+    """Whether an image's current etag needs no more work under `work_key` (SQL condition)."""
+    finished = [ResultStatus.DONE] if retry_failed else [ResultStatus.DONE, ResultStatus.FAILED]
+    return exists().where(
+        ImageResult.image_id == Image.id,
+        ImageResult.work_key == work_key,
+        ImageResult.etag == Image.etag,
+        ImageResult.status.in_(finished),
+    )
+
+
+def pending_among(
+    session: Session, *, image_ids: Sequence[int], work_key: str, retry_failed: bool = True
+) -> list[int]:
+    """The ids of `image_ids` still to process under `work_key` (as `iter_pending_image_ids`
+    decides), in id order: what is left of a shard whose run stopped part-way."""
+    if not image_ids:
+        return []
+    return list(
+        session.execute(
+            select(Image.id)
+            .where(
+                id_in(session, Image.id, image_ids),
+                ~_finished_under(work_key, retry_failed=retry_failed),
+            )
+            .order_by(Image.id)
+        ).scalars()
+    )
 
 
 def image_status_counts(session: Session, *, dataset_id: int) -> dict[ImageStatus, int]:

@@ -56,6 +56,15 @@ class ResultStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class ShardStatus(enum.StrEnum):
+    """Lifecycle of one attempt at a shard run on a work pool."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CRASHED = "crashed"
+
+
 class ReviewStatus(enum.StrEnum):
     """Human review state of an annotation."""
 
@@ -190,6 +199,37 @@ class LabelRun(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp())
     owner: Mapped[str | None] = mapped_column(String(200))
     owner_key: Mapped[str | None] = mapped_column(String(200))
+
+
+class LabelShard(Base):
+    """One attempt at one shard of a label run, run as its own flow run on a work pool.
+
+    The attempt's process inserts it `running`, renews `heartbeat_at` with its progress
+    (`images_done`, `images_failed`) while it works, and ends it `completed` with its
+    `ShardResult` in `result`, or `failed` with a reason. The job's process declares it `crashed`
+    when its process is gone or its heartbeat lapsed, and reruns the shard's pending images as
+    the next attempt.
+    """
+
+    __tablename__ = "label_shards"
+    __table_args__ = (UniqueConstraint("run_id", "shard_index", "attempt"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("label_runs.id", ondelete="CASCADE"), index=True)
+    shard_index: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[ShardStatus] = mapped_column(str_enum(ShardStatus, "shard_status"))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    device: Mapped[str | None] = mapped_column(String(64))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    owner_key: Mapped[str | None] = mapped_column(String(200))
+    images_done: Mapped[int] = mapped_column(Integer, default=0)
+    images_failed: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp())
 
 
 class ImageResult(Base):

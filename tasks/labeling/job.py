@@ -87,6 +87,13 @@ class LabelJob(BaseModel):
     shard_size: int = Field(256, ge=1, le=10_000, description="Images per shard task.")
     batch_size: int = Field(8, ge=1, le=1024, description="Images per device batch.")
     io_threads: int = Field(4, ge=1, le=64, description="Fetch/decode threads per shard.")
+    max_gpus: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Most GPUs (shard runs at once on a work pool) the job may use; default: "
+        "the `labeling.shard_runs_in_flight` setting.",
+    )
     max_failure_fraction: float = Field(
         0.5, ge=0.0, le=1.0, description="Abort the run when more images than this fail."
     )

@@ -34,10 +34,6 @@ from autolabel.tasks.labeling.run_lease import Heartbeat
 from autolabel.tasks.labeling.shard import run_shard
 from autolabel.tasks.retry import retry_transient
 
-# The slot is leased and renewed while the shard runs: a killed worker's slot is revoked by the
-# Prefect server's repossessor within this time (plus its 15 s sweep) instead of blocking forever.
-DEVICE_LEASE_SECONDS = 60.0  # the smallest lease the Prefect API accepts
-
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
 def start_run(job: LabelJob) -> RunClaim:
@@ -55,7 +51,7 @@ def prepare_run(job: LabelJob, claim: RunClaim) -> RunContext:
 @contextmanager
 def run_heartbeat(run_id: int) -> Iterator[Heartbeat]:
     """Renew the run's heartbeat while the block runs (see `run_lease.Heartbeat`)."""
-    with Heartbeat(resources.current().engine, run_id) as beat:
+    with Heartbeat.of_run(resources.current().engine, run_id) as beat:
         yield beat
 
 
@@ -89,7 +85,7 @@ def label_shard(shard: ShardRef, job: LabelJob, ctx: RunContext) -> ShardResult:
         limit,
         occupy=1,
         strict=True,
-        lease_duration=DEVICE_LEASE_SECONDS,
+        lease_duration=resources.DEVICE_LEASE_SECONDS,
         raise_on_lease_renewal_failure=False,
     ):
         return run_shard(shard, job, ctx, resources=res, box_source=source, on_written=sink.written)

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from autolabel.storage.db import label_runs
 from autolabel.storage.db.engine import session_scope
@@ -183,34 +185,49 @@ def _holder_may_be_dead(engine: Engine, holder: RunningRun, lease_seconds: float
 
 
 class Heartbeat:
-    """Renews a running run's heartbeat from a daemon thread until the context exits.
+    """Renews a lease (a label run's, or a shard attempt's) from a daemon thread until the
+    context exits.
 
-    `lost` becomes True when the run is no longer `running` (another process declared it
-    crashed after its heartbeat lapsed): its owner must stop labeling. A failed renewal (the
-    database briefly unreachable) is logged and tried again at the next beat.
+    `touch(session)` renews it and returns whether it is still held. `lost` becomes True when
+    it is not (another process declared the holder crashed after its heartbeat lapsed): the
+    holder must stop labeling. A failed renewal (the database briefly unreachable) is logged and
+    tried again at the next beat.
     """
 
     def __init__(
-        self, engine: Engine, run_id: int, *, interval_seconds: float = HEARTBEAT_SECONDS
+        self,
+        engine: Engine,
+        touch: Callable[[Session], bool],
+        *,
+        what: str,
+        interval_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
-        self.engine, self.run_id, self.interval = engine, run_id, interval_seconds
+        self.engine, self.touch, self.what, self.interval = engine, touch, what, interval_seconds
         self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True
+            target=self._beat, name=f"heartbeat-{what.replace(' ', '-')}", daemon=True
         )
+
+    @classmethod
+    def of_run(
+        cls, engine: Engine, run_id: int, *, interval_seconds: float = HEARTBEAT_SECONDS
+    ) -> "Heartbeat":
+        """The heartbeat of label run `run_id`."""
+        touch = functools.partial(label_runs.touch_run, run_id=run_id)
+        return cls(engine, touch, what=f"label run {run_id}", interval_seconds=interval_seconds)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             try:
                 with session_scope(self.engine) as session:
-                    alive = label_runs.touch_run(session, run_id=self.run_id)
+                    alive = self.touch(session)
             except (StorageError, SQLAlchemyError) as exc:
-                logger.warning("heartbeat of label run %d failed: %s", self.run_id, exc)
+                logger.warning("heartbeat of %s failed: %s", self.what, exc)
                 continue
             if not alive:
                 self.lost = True
-                logger.error("label run %d is no longer running: stopping", self.run_id)
+                logger.error("%s is no longer running: stopping", self.what)
                 return
 
     def __enter__(self) -> "Heartbeat":

@@ -30,7 +30,13 @@ def test_deployment_is_loadable_and_valid(
 ) -> None:
     monkeypatch.chdir(ROOT)
     flow = load_flow_from_entrypoint(deployment["entrypoint"])
-    assert flow.name in {"autolabel-dataset", "export-coco", "export-sa1b", "retrain-sam"}
+    assert flow.name in {
+        "autolabel-dataset",
+        "autolabel-shard",
+        "export-coco",
+        "export-sa1b",
+        "retrain-sam",
+    }
     if deployment.get("parameters"):
         flow.validate_parameters(deployment["parameters"])
     env = deployment["work_pool"]["job_variables"]["env"]

@@ -22,7 +22,7 @@ from autolabel.storage.errors import StorageConfigError
 
 TABLES = {
     "alembic_version", "annotations", "categories", "datasets", "image_results", "images",
-    "label_runs", "model_versions",
+    "label_runs", "label_shards", "model_versions",
 }  # fmt: skip
 
 

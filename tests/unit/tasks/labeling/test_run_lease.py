@@ -137,7 +137,7 @@ def test_heartbeat_renews_and_notices_a_lost_run(engine: Engine) -> None:
     dataset_id = dataset(engine)
     run_id = claim(engine, dataset_id)
     _age_heartbeat(engine, run_id, 120)
-    with Heartbeat(engine, run_id, interval_seconds=0.05) as beat:
+    with Heartbeat.of_run(engine, run_id, interval_seconds=0.05) as beat:
         time.sleep(0.4)
         assert close_dead_runs(engine, lease_seconds=60) == []  # renewed: not stale any more
         with session_scope(engine) as session:

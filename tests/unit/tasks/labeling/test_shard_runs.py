@@ -1,0 +1,190 @@
+"""Shard runs on a work pool, below Prefect: sizing, attempt records (claim, progress, failure,
+crash verdicts) and what is left of a shard after a dead attempt, on SQLite and PostgreSQL."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from autolabel.storage.db import label_runs, label_shards, repository
+from autolabel.storage.db.engine import make_engine, session_scope, upgrade_to_head
+from autolabel.storage.db.image_results import record_image_results
+from autolabel.storage.db.records import ImageIn, ImageOutcome
+from autolabel.storage.db.tables import ResultStatus, ShardStatus
+from autolabel.tasks.labeling.job import RunContext, ShardRef, ShardResult
+from autolabel.tasks.labeling.run_lease import claim_dataset, death_reason, this_process
+from autolabel.tasks.labeling.shard_runs import (
+    ShardAttempt,
+    ShardAttemptError,
+    ShardLeaseLostError,
+    group_shards,
+    process_age_seconds,
+)
+from tests.conftest import PostgresDatabases
+
+FAST = {"heartbeat_seconds": 0.05}
+
+
+def shards(sizes: list[int]) -> list[ShardRef]:
+    out, next_id = [], 1
+    for index, size in enumerate(sizes):
+        out.append(ShardRef(index=index, image_ids=list(range(next_id, next_id + size))))
+        next_id += size
+    return out
+
+
+def test_group_shards_fills_runs_up_to_the_image_budget() -> None:
+    runs = group_shards(shards([256] * 40), runs_in_flight=4, images_per_run=4096)
+    assert [len(r.image_ids) for r in runs] == [2560, 2560, 2560, 2560]
+    assert [r.index for r in runs] == [0, 1, 2, 3]
+    assert [i for r in runs for i in r.image_ids] == list(range(1, 40 * 256 + 1))
+
+
+def test_group_shards_caps_runs_at_the_image_budget_for_big_jobs() -> None:
+    runs = group_shards(shards([256] * 100 + [10]), runs_in_flight=8, images_per_run=1024)
+    assert {len(r.image_ids) for r in runs[:-1]} == {1024}
+    assert len(runs) == 26
+    assert sum(len(r.image_ids) for r in runs) == 100 * 256 + 10
+
+
+def test_group_shards_spreads_a_small_job_over_every_run_in_flight() -> None:
+    runs = group_shards(shards([4] * 6), runs_in_flight=8, images_per_run=4096)
+    assert len(runs) == 6  # never fewer runs than shards when workers would idle
+    assert group_shards([], runs_in_flight=8, images_per_run=4096) == []
+
+
+def test_process_age_is_measured() -> None:
+    age = process_age_seconds()
+    assert 0.0 < age < 24 * 3600
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shards.db'}"
+    else:
+        databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+        url = databases.create()
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    yield engine
+    engine.dispose()
+
+
+def running_run(engine: Engine, n_images: int = 6) -> tuple[RunContext, list[int]]:
+    with session_scope(engine) as session:
+        dataset_id = repository.get_or_create_dataset(session, name="d")
+        repository.register_images(
+            session,
+            dataset_id=dataset_id,
+            images=[ImageIn(storage_key=f"s3://b/{i}.jpg", etag=f"e{i}") for i in range(n_images)],
+        )
+        ids = next(repository.iter_pending_image_ids(session, dataset_id=dataset_id, work_key="k"))
+    run_id = claim_dataset(
+        engine, dataset_id=dataset_id, parameters={}, flow_run_id="", owner=this_process()
+    )
+    ctx = RunContext(
+        dataset_id=dataset_id, run_id=run_id, work_key="k", segmenter_version="s", category_ids={}
+    )
+    return ctx, ids
+
+
+def test_an_attempt_records_progress_and_its_result(engine: Engine) -> None:
+    ctx, ids = running_run(engine)
+    shard = ShardRef(index=0, image_ids=ids)
+    with ShardAttempt(engine, shard, ctx, attempt=1, flow_run_id="fr-1", **FAST) as record:
+        record.on_device("cuda:1")
+        record.written(2, 1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with session_scope(engine) as session:
+                (row,) = label_shards.shard_attempts(session, run_id=ctx.run_id)
+            if row.images_done == 2:
+                break
+            time.sleep(0.05)
+        assert (row.status, row.device, row.images_failed) == (ShardStatus.RUNNING, "cuda:1", 1)
+        assert row.flow_run_id == "fr-1"
+        record.completed(ShardResult(index=0, images_done=5, images_failed=1, annotations=9))
+    with session_scope(engine) as session:
+        (row,) = label_shards.shard_attempts(session, run_id=ctx.run_id)
+    assert row.status is ShardStatus.COMPLETED
+    assert ShardResult.model_validate(row.result).annotations == 9
+    assert (row.images_done, row.images_failed) == (5, 1)
+
+
+def test_a_failed_attempt_says_why_and_the_same_attempt_never_runs_twice(engine: Engine) -> None:
+    ctx, ids = running_run(engine)
+    shard = ShardRef(index=3, image_ids=ids)
+
+    def fail_after_one_image() -> None:
+        with ShardAttempt(engine, shard, ctx, attempt=1, flow_run_id="fr") as record:
+            record.written(1, 0)
+            raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        fail_after_one_image()
+    with session_scope(engine) as session:
+        (row,) = label_shards.shard_attempts(session, run_id=ctx.run_id)
+    assert row.status is ShardStatus.FAILED
+    assert row.reason == "OSError: disk gone"
+    assert row.images_done == 1
+    with (
+        pytest.raises(ShardAttemptError, match=r"attempt 1 of run \d+ already ran"),
+        ShardAttempt(engine, shard, ctx, attempt=1, flow_run_id="fr"),
+    ):
+        pass
+
+
+def test_no_attempt_runs_for_an_ended_run(engine: Engine) -> None:
+    ctx, ids = running_run(engine)
+    with session_scope(engine) as session:
+        label_runs.mark_crashed(session, run_id=ctx.run_id, reason="its process is gone")
+    with (
+        pytest.raises(ShardAttemptError, match="is crashed: shard 0 attempt 2"),
+        ShardAttempt(engine, ShardRef(index=0, image_ids=ids), ctx, attempt=2, flow_run_id=""),
+    ):
+        pass
+    with session_scope(engine) as session:
+        assert label_shards.shard_attempts(session, run_id=ctx.run_id) == []
+
+
+def test_a_crash_verdict_stops_the_attempt_and_the_rest_is_what_it_did_not_store(
+    engine: Engine,
+) -> None:
+    ctx, ids = running_run(engine)
+    shard = ShardRef(index=0, image_ids=ids)
+    with session_scope(engine) as session:
+        record_image_results(
+            session,
+            run_id=ctx.run_id,
+            work_key="k",
+            outcomes=[
+                ImageOutcome(image_id=ids[0], etag="e0", status=ResultStatus.DONE),
+                ImageOutcome(image_id=ids[1], etag="e1", status=ResultStatus.FAILED),
+            ],
+        )
+        assert repository.pending_among(session, image_ids=ids, work_key="k") == ids[1:]
+        assert (
+            repository.pending_among(session, image_ids=ids, work_key="k", retry_failed=False)
+            == ids[2:]
+        )
+        assert repository.pending_among(session, image_ids=[], work_key="k") == []
+
+    def declared_crashed_while_running() -> None:
+        with ShardAttempt(engine, shard, ctx, attempt=1, flow_run_id="", **FAST) as record:
+            with session_scope(engine) as session:
+                (row,) = label_shards.shard_attempts(session, run_id=ctx.run_id)
+                now = label_runs.database_now(session)
+                assert death_reason(row.lease, now=now, lease_seconds=60) is None
+                assert label_shards.mark_shard_crashed(session, shard_id=row.id, reason="gone")
+            time.sleep(0.5)  # a few heartbeats: the first after the verdict finds it lost
+            record.completed(ShardResult(index=0))
+
+    with pytest.raises(ShardLeaseLostError, match="declared crashed by the job's process"):
+        declared_crashed_while_running()
+    with session_scope(engine) as session:
+        (row,) = label_shards.shard_attempts(session, run_id=ctx.run_id)
+    assert row.status is ShardStatus.FAILED  # the owner's own word replaces the verdict
+    assert "ShardLeaseLostError" in str(row.reason)

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from prefect import get_client, get_run_logger
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType, WorkerStatus
 from prefect.deployments import run_deployment
 from prefect.exceptions import MissingContextError, ObjectNotFound
 from prefect.states import Cancelled, Cancelling, Crashed
@@ -54,13 +54,14 @@ class ShardRunsFailedError(FlowError):
 
 
 def find_shard_deployment(name: str | None) -> UUID | None:
-    """The id of the shard deployment `name` on the Prefect server, None when unset or absent
-    (the job then labels in its own process; absent is logged)."""
+    """The id of the shard deployment `name` on the Prefect server when its work pool has a
+    worker online; None when unset, absent or without a worker (the job then labels in its own
+    process, and says why in its log)."""
     if name is None:
         return None
     with get_client(sync_client=True) as client:
         try:
-            return client.read_deployment_by_name(name).id
+            deployment = client.read_deployment_by_name(name)
         except ObjectNotFound:
             _logger().warning(
                 "no deployment %s on the Prefect server: labeling every shard in this process "
@@ -68,6 +69,18 @@ def find_shard_deployment(name: str | None) -> UUID | None:
                 name,
             )
             return None
+        pool = deployment.work_pool_name
+        workers = client.read_workers_for_work_pool(pool) if pool else []
+    if not any(worker.status == WorkerStatus.ONLINE for worker in workers):
+        _logger().warning(
+            "no worker is online on %s, the work pool of %s: labeling every shard in this "
+            "process (start one: `prefect worker start --pool %s`)",
+            pool,
+            name,
+            pool,
+        )
+        return None
+    return deployment.id
 
 
 @dataclass

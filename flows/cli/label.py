@@ -166,6 +166,9 @@ def label(
     max_detections: int = typer.Option(100, help="Most boxes per image."),
     shard_size: int = typer.Option(256, help="Images per shard task."),
     batch_size: int = typer.Option(8, help="Images per device batch."),
+    max_gpus: int | None = typer.Option(
+        None, help="Most GPUs (shard runs at once on a work pool) the job may use."
+    ),
     max_failure_fraction: float = typer.Option(0.5, help="Abort above this failed fraction."),
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Retry images that failed before (default: skip them)."
@@ -205,6 +208,7 @@ def label(
                 },
                 "shard_size": shard_size,
                 "batch_size": batch_size,
+                "max_gpus": max_gpus,
                 "max_failure_fraction": max_failure_fraction,
                 "retry_failed": retry_failed,
                 "random_weights": random_weights,

@@ -1,7 +1,8 @@
 """Flow `retrain-sam`: new SA-1B data -> fine-tuned EfficientViT-SAM, promoted only if better.
 
     starting point (production version, else released weights) -> fine-tune on `data`
-    (checkpointed to, and resumed from, `<storage_url>/training/<key>/`)
+    (checkpointed to, and resumed from, `<storage_url>/training/<key>/`; in the flow's process,
+    or in `processes_per_node` torchrun processes it waits for)
     -> evaluate candidate and starting point on `holdout` -> register the candidate (weights in
     the model store, sha256, metrics) -> promote it when it beats production by `margin`, unless
     either evaluation skipped more than `max_skipped_fraction` of its items (no decision then)
@@ -68,10 +69,11 @@ def _retrain(request: RetrainRequest) -> RetrainResult:
     with tempfile.TemporaryDirectory(prefix="autolabel-train-") as work_dir:
         trained = train_candidate(request, (start_name, start_weights), work_dir)
         logger.info(
-            "training %s: %d of %d steps found done",
+            "training %s: %d of %d steps found done, trained in %s process(es)",
             trained["training_url"],
             trained["resumed_from_step"],
             request.max_steps,
+            trained.get("world_size", 1),
         )
         candidate_eval = evaluate_weights(request, str(trained["weights"]))
         baseline_eval = evaluate_weights(request, start_weights)

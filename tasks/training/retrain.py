@@ -8,18 +8,20 @@ Training is resumable across processes: each training has a stable folder in the
 `<storage_url>/training/<training_key>/`, mirroring the trainer's run folder (`metrics.jsonl`,
 `checkpoints/last.pt`, then `model.pt` and `result.json` when finished). Every checkpoint is
 uploaded as the trainer writes it, so a killed run loses at most one checkpoint interval; a rerun
-downloads it and resumes; a finished training is reused, not repeated.
+downloads it and resumes; a finished training is reused, not repeated. With several
+`processes_per_node` the trainer runs under torchrun in child processes (`torchrun_launch`),
+resuming from and uploading to the same folder.
 """
 
 import hashlib
 import json
+import logging
 import math
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autolabel.models.registry import create_model, get_spec
 from autolabel.models.weight_files import sha256_of
@@ -31,15 +33,28 @@ from autolabel.storage.db.model_versions import (
     register_model_version,
 )
 from autolabel.storage.errors import StorageConfigError
-from autolabel.storage.objectstore import ObjectStore
 from autolabel.storage.urls import join_url
 from autolabel.storage.weight_download import ensure_weights
 from autolabel.tasks.model_loading import fetch_version_weights
 from autolabel.tasks.resources import Resources
 from autolabel.tasks.training.evaluate import evaluate_images, iter_sa1b_images
+from autolabel.tasks.training.torchrun_launch import (
+    MAX_PROCESSES_PER_NODE,
+    LineLogger,
+    train_in_processes,
+)
 from autolabel.tasks.training.train_config import TrainConfig
-from autolabel.tasks.training.train_state import CHECKPOINT_NAME
 from autolabel.tasks.training.trainer import run_training
+from autolabel.tasks.training.training_folder import (
+    RESULT_NAME,
+    TRAINING_PREFIX,
+    download_state,
+    record_finished,
+    reuse_finished,
+    upload_state,
+)
+
+_log = logging.getLogger(__name__)
 
 PROMOTION_METRIC = "miou"  # held-out box-prompted mIoU over all objects
 
@@ -72,6 +87,24 @@ class RetrainRequest(BaseModel):
     from_scratch: bool = Field(
         False, description="Start from random weights when there is no production version."
     )
+    processes_per_node: int = Field(
+        1,
+        json_schema_extra={"minimum": 1, "maximum": MAX_PROCESSES_PER_NODE},
+        description=(
+            f"Training processes on the flow's node (1..{MAX_PROCESSES_PER_NODE}): 1 trains in "
+            "the flow's process; more run the trainer under torchrun (DDP: gloo on CPU, nccl "
+            "with one GPU each on CUDA)."
+        ),
+    )
+
+    @field_validator("processes_per_node")
+    @classmethod
+    def _processes_in_range(cls, value: int) -> int:
+        if not 1 <= value <= MAX_PROCESSES_PER_NODE:
+            raise ValueError(
+                f"expected processes_per_node from 1 to {MAX_PROCESSES_PER_NODE}, got {value}"
+            )
+        return value
 
 
 class ItemCounts(BaseModel):
@@ -188,11 +221,6 @@ def starting_point(request: RetrainRequest, resources: Resources) -> tuple[str |
     return request.model, str(path)
 
 
-TRAINING_PREFIX = "training"
-RESULT_NAME = "result.json"
-SYNCED = ("metrics.jsonl", f"checkpoints/{CHECKPOINT_NAME}")  # upload order: metrics first
-
-
 def training_key(
     request: RetrainRequest,
     start: tuple[str | None, str | None],
@@ -201,8 +229,9 @@ def training_key(
     """Stable name of one training: a digest of everything that changes its result.
 
     Args:
-        request: Its data URL, model, max_steps, batch sizes, masks per image, lr and seed;
-            holdout, margin and `checkpoint_every` (resume is exact) do not.
+        request: Its data URL, model, max_steps, batch sizes, masks per image, lr, seed and
+            (when more than 1) processes_per_node, which sets the world size; holdout, margin
+            and `checkpoint_every` (resume is exact) do not.
         start: (name, sha256) of the starting weights; (None, None) for random initialisation.
         data_objects: (key, size, etag) of every object under `request.data`, so that new data
             at the same URL is a new training.
@@ -217,6 +246,8 @@ def training_key(
             include={"max_steps", "images_per_batch", "max_masks", "grad_accum", "lr", "seed"}
         ),
     }
+    if request.processes_per_node > 1:  # absent at 1: the keys of earlier trainings stay valid
+        material["processes_per_node"] = request.processes_per_node
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
     return f"{request.model}-{digest[:20]}"
 
@@ -231,38 +262,6 @@ def training_url(
     sha = sha256_of(Path(start)) if start else None
     key = training_key(request, (start_name, sha), objects)
     return join_url(resources.config.storage_url, f"{TRAINING_PREFIX}/{key}")
-
-
-def _download(store: ObjectStore, key: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    with store.open(key) as source, part.open("wb") as out:
-        shutil.copyfileobj(source, out, 1024 * 1024)
-    part.replace(path)
-
-
-def _upload_state(store: ObjectStore, work: Path) -> None:
-    """Copy the run folder's metrics and checkpoint to the store (metrics first: lines past the
-    checkpoint are dropped on resume, a gap before it could not be filled)."""
-    for name in SYNCED:
-        if (work / name).is_file():
-            store.put_file(name, work / name)
-
-
-def _loss_ends(metrics: Path) -> tuple[float | None, float | None]:
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    return (rows[0]["loss"], rows[-1]["loss"]) if rows else (None, None)
-
-
-def _reuse_finished(store: ObjectStore, work: Path) -> dict[str, object]:
-    summary: dict[str, object] = json.loads(store.get(RESULT_NAME))
-    _download(store, "model.pt", work / "model.pt")
-    got = sha256_of(work / "model.pt")
-    if got != summary["sha256"]:
-        raise StorageConfigError(
-            f"expected {store.url}/model.pt to have sha256 {summary['sha256']}, got {got}"
-        )
-    return {**summary, "weights": str(work / "model.pt"), "resumed_from_step": summary["step"]}
 
 
 def _train_config(
@@ -290,40 +289,35 @@ def train_candidate(
     start: tuple[str | None, str | None],
     work_dir: str,
     resources: Resources,
+    log: LineLogger | None = None,
 ) -> dict[str, object]:
-    """Fine-tune from `start` (name, local weights path), resuming from the store's checkpoint.
+    """Fine-tune from `start` (name, local weights path), resuming from the store's checkpoint:
+    in this process, or with `request.processes_per_node` > 1 in that many torchrun processes
+    (rank 0 uploads the checkpoints; every rank resumes from the one downloaded into `work_dir`).
+
+    Args:
+        log: Receives the output lines of the torchrun processes (default: this module's).
 
     Returns:
         Local `weights` path (in `work_dir`), `sha256`, `step`, `first_loss`, `final_loss`,
-        `samples_used`, `samples_skipped`, `bad_data` (name and reason of each), `training_url`
-        and `resumed_from_step`.
+        `samples_used`, `samples_skipped`, `bad_data` (name and reason of each), `world_size`,
+        `training_url` and `resumed_from_step`.
+
+    Raises:
+        TrainingProcessError: the torchrun processes failed (exit code and error line).
     """
     url = training_url(request, start[0], start[1], resources)
     store, work = resources.store(url), Path(work_dir)
     if store.exists(RESULT_NAME):
-        return {**_reuse_finished(store, work), "training_url": url}
-    for name in SYNCED:
-        if store.exists(name):
-            _download(store, name, work / name)
-    result = run_training(
-        _train_config(request, start[1], work, resources),
-        on_checkpoint=lambda _step: _upload_state(store, work),
-    )
-    if result.weights is None or result.sha256 is None:
-        raise RuntimeError(f"training stopped at step {result.step} without final weights")
-    first_loss, final_loss = _loss_ends(work / "metrics.jsonl")
-    summary = {
-        "sha256": result.sha256,
-        "step": result.step,
-        "first_loss": first_loss,
-        "final_loss": final_loss,
-        "samples_used": result.samples_used,
-        "samples_skipped": result.samples_skipped,
-        "bad_data": [{"name": b.name, "reason": b.reason} for b in result.bad_data],
-    }
-    store.put_file("model.pt", result.weights)
-    store.put(RESULT_NAME, json.dumps(summary).encode(), content_type="application/json")
-    store.delete(SYNCED[1])  # the optimizer state is no longer needed once finished
+        return {**reuse_finished(store, work), "training_url": url}
+    download_state(store, work)
+    config = _train_config(request, start[1], work, resources)
+    if request.processes_per_node == 1:
+        result = run_training(config, on_checkpoint=lambda _step: upload_state(store, work))
+    else:
+        processes = request.processes_per_node
+        result = train_in_processes(config, log or _log, processes=processes, sync_url=url)
+    summary = record_finished(store, work, result)
     return {
         **summary,
         "weights": str(result.weights),

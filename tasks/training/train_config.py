@@ -89,6 +89,7 @@ class TrainResult:
         samples_skipped: Bad items met and skipped, counted the same way.
         bad_data: Each bad item (unit or sample) once, by name with the reason, first met first.
         teacher_hits, teacher_misses: Teacher embeddings read from the cache / computed.
+        world_size: Processes the run trained in (ranks, over all nodes).
     """
 
     step: int
@@ -102,3 +103,4 @@ class TrainResult:
     bad_data: list[BadSample] = field(default_factory=list)
     teacher_hits: int = 0
     teacher_misses: int = 0
+    world_size: int = 1

@@ -289,6 +289,7 @@ def _finish(run: _Run, result: TrainResult) -> None:
     if run.rank == 0:
         meta = {
             "steps": run.step,
+            "world_size": run.world,
             "data": run.config.data,
             "config": {k: str(v) for k, v in asdict(run.config).items()},
         }
@@ -326,7 +327,7 @@ def run_training(
         _trim_metrics(config.output / "metrics.jsonl", run.step)
     stop = StopFlag()
     stop.install()
-    result = TrainResult(step=run.step, start_step=run.step)
+    result = TrainResult(step=run.step, start_step=run.step, world_size=run.world)
     try:
         while run.step < config.max_steps:
             out = run.train_one_step()

@@ -1,6 +1,6 @@
 """How retraining is orchestrated: the Prefect tasks of the `retrain-sam` flow."""
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from autolabel.tasks import resources
 from autolabel.tasks.retry import retry_transient
@@ -19,9 +19,11 @@ def train_candidate(
     request: RetrainRequest, start: tuple[str | None, str | None], work_dir: str
 ) -> dict[str, object]:
     """Fine-tune from `start` (name, weights path) in `work_dir`, resuming from the training's
-    checkpoint in the store; returns the weights path, sha256, losses, samples used and skipped
-    and store location."""
-    return retrain.train_candidate(request, start, work_dir, resources.current())
+    checkpoint in the store, in this process or in `request.processes_per_node` torchrun
+    processes (their output lines go to this task's log); returns the weights path, sha256,
+    losses, samples used and skipped, world size and store location."""
+    logger = get_run_logger()
+    return retrain.train_candidate(request, start, work_dir, resources.current(), logger)
 
 
 @task

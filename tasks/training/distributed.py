@@ -36,11 +36,25 @@ class StopFlag:
         self.requested = True
 
 
+def rank_device(device: str, *, world: int, local_rank: int, cuda_available: bool) -> str:
+    """The device of one training process: `cuda:<local rank>` under torchrun on CUDA, the
+    configured GPU (`cuda:N`, `cuda` = `cuda:0`) for a single process, else `cpu`."""
+    use_cuda = device.startswith("cuda") or (device == "auto" and cuda_available)
+    if not use_cuda:
+        return "cpu"
+    if world > 1:
+        return f"cuda:{local_rank}"
+    return device if ":" in device else "cuda:0"
+
+
 def distributed_env(device: str) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+    name = rank_device(
+        device, world=world, local_rank=local, cuda_available=torch.cuda.is_available()
+    )
+    dev = torch.device(name)
+    use_cuda = dev.type == "cuda"
     if use_cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():

@@ -79,3 +79,23 @@ def test_cli_eval_defaults_to_the_configured_device(
     assert exited.value.code == 0
     assert [r.device for r in requests] == [expected]
     assert json.loads(out.read_text())["miou"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("device", "world", "local", "cuda", "expected"),
+    [
+        ("cuda:1", 1, 0, True, "cuda:1"),  # a single process trains on the configured GPU
+        ("cuda", 1, 0, True, "cuda:0"),
+        ("auto", 1, 0, True, "cuda:0"),
+        ("auto", 1, 0, False, "cpu"),
+        ("cpu", 2, 1, True, "cpu"),
+        ("cuda", 4, 3, True, "cuda:3"),  # under torchrun: one GPU per local rank
+        ("cuda:1", 2, 1, True, "cuda:1"),
+    ],
+)
+def test_training_runs_on_the_configured_device(
+    device: str, world: int, local: int, cuda: bool, expected: str
+) -> None:
+    from autolabel.tasks.training.distributed import rank_device
+
+    assert rank_device(device, world=world, local_rank=local, cuda_available=cuda) == expected

@@ -45,7 +45,7 @@ from autolabel.tasks.labeling.label_tasks import (
 )
 from autolabel.tasks.labeling.progress import ShardTally, current_sink
 from autolabel.tasks.labeling.run_lease import Heartbeat, close_dead_runs
-from autolabel.tasks.labeling.shard_runs import group_shards
+from autolabel.tasks.labeling.shard_runs import ShardRunSizer
 from autolabel.tasks.resources import bound
 
 SHARDS_IN_FLIGHT = 2
@@ -161,30 +161,31 @@ def _label_claimed(
         deployment = find_shard_deployment(settings.labeling.shard_deployment)
     if deployment is None:
         return _label_in_waves(shards, job, ctx, tally, heartbeat), skipped
-    in_flight = min(settings.labeling.shard_runs_in_flight, job.max_gpus or MAX_IN_FLIGHT)
-    runs = group_shards(
-        shards, runs_in_flight=in_flight, images_per_run=settings.labeling.images_per_shard_run
+    labeling = settings.labeling
+    sizer = ShardRunSizer(
+        images_per_run=labeling.images_per_shard_run,
+        runs_in_flight=min(labeling.shard_runs_in_flight, job.max_gpus or MAX_IN_FLIGHT),
+        max_startup_fraction=labeling.max_startup_fraction,
     )
     logger.info(
-        "run %d: %d shard runs on deployment %s, at most %d at once",
+        "run %d: shards on deployment %s, at most %d shard runs at once",
         ctx.run_id,
-        len(runs),
-        settings.labeling.shard_deployment,
-        in_flight,
+        labeling.shard_deployment,
+        sizer.runs_in_flight,
     )
     fan_out = ShardFanOut(
         deployment,
         job,
         ctx,
         resources=resources.current(),
-        runs_in_flight=in_flight,
-        attempts=settings.labeling.shard_run_attempts,
+        sizer=sizer,
+        attempts=labeling.shard_run_attempts,
         tally=tally,
         heartbeat=heartbeat,
         on_progress=current_sink().written,
-        on_shard_done=ProgressArtifact(ctx.run_id, len(runs)).shard_done,
+        on_shard_done=ProgressArtifact(ctx.run_id, len(shards)).shard_done,
     )
-    status = fan_out.run(runs)
+    status = fan_out.run(shards)
     if status is RunStatus.CRASHED:
         raise _lease_lost(ctx)
     return status, skipped

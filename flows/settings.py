@@ -199,8 +199,17 @@ class LabelingConfig(BaseModel):
         default=4096,
         ge=1,
         le=1_000_000,
-        description="Images per shard run on a work pool (fewer when a small job would "
-        "otherwise leave workers idle): each run pays one process start and model load.",
+        description="Images per shard run on a work pool until start-up has been measured "
+        "(fewer when a small job would otherwise leave workers idle): each run pays one process "
+        "start and model load.",
+    )
+    max_startup_fraction: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=0.5,
+        description="Once shard runs have completed, later ones are sized so that their measured "
+        "start-up is at most this fraction of a run (up to 16x `images_per_shard_run`); 0 keeps "
+        "`images_per_shard_run`.",
     )
     shard_run_attempts: int = Field(
         default=3,

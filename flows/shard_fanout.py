@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect import get_client, get_run_logger
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -32,7 +32,7 @@ from autolabel.storage.db.tables import RunStatus, ShardStatus
 from autolabel.tasks.labeling.job import LabelJob, RunContext, ShardRef, ShardResult
 from autolabel.tasks.labeling.progress import ShardTally
 from autolabel.tasks.labeling.run_lease import LEASE_SECONDS, Heartbeat, death_reason
-from autolabel.tasks.labeling.shard_runs import remaining_images
+from autolabel.tasks.labeling.shard_runs import ShardRunSizer, remaining_images, take_run
 from autolabel.tasks.resources import Resources
 
 
@@ -87,6 +87,7 @@ def find_shard_deployment(name: str | None) -> UUID | None:
 class _Submitted:
     shard: ShardRef
     attempt: int
+    parts: int  # planned shards it holds (for the progress artifact)
     flow_run_id: UUID
     since: float
     state: StateType | None = None
@@ -112,7 +113,7 @@ class ShardFanOut:
         ctx: RunContext,
         *,
         resources: Resources,
-        runs_in_flight: int,
+        sizer: ShardRunSizer,
         attempts: int,
         tally: ShardTally,
         heartbeat: Heartbeat,
@@ -120,20 +121,26 @@ class ShardFanOut:
         on_shard_done: Callable[[], None],
     ) -> None:
         self.deployment_id, self.job, self.ctx = deployment_id, job, ctx
-        self.resources, self.runs_in_flight, self.attempts = resources, runs_in_flight, attempts
+        self.resources, self.sizer, self.attempts = resources, sizer, attempts
         self.tally, self.heartbeat = tally, heartbeat
         self.on_progress, self.on_shard_done = on_progress, on_shard_done
-        self._queue: deque[tuple[ShardRef, int]] = deque()
+        self._planned: deque[ShardRef] = deque()
+        self._planned_images = 0
+        self._reruns: deque[tuple[ShardRef, int, int]] = deque()
+        self._runs = 0
+        self._token = uuid4().hex
         self._active: dict[UUID, _Submitted] = {}
         self._failed: list[str] = []
         self._reported = (0, 0)
         self.log = _logger()
 
     def run(self, shards: list[ShardRef]) -> RunStatus:
-        """Label `shards`; returns `completed`, or `aborted` when too many images failed."""
-        self._queue.extend((shard, 1) for shard in shards)
+        """Label the planned `shards`, as shard runs of the sizes `sizer` chooses; returns
+        `completed`, or `aborted` when too many images failed."""
+        self._planned.extend(shards)
+        self._planned_images = sum(len(shard.image_ids) for shard in shards)
         try:
-            while self._queue or self._active:
+            while self._planned or self._reruns or self._active:
                 self._submit_up_to_limit()
                 time.sleep(POLL_SECONDS)
                 self._follow()
@@ -153,9 +160,19 @@ class ShardFanOut:
             )
         return RunStatus.COMPLETED
 
+    def _next(self) -> tuple[ShardRef, int, int]:
+        """(shard run, attempt, planned shards it holds): a rerun first, else a new run."""
+        if self._reruns:
+            return self._reruns.popleft()
+        size = self.sizer.size(self._planned_images)
+        shard, parts = take_run(self._planned, size, self._runs)
+        self._runs += 1
+        self._planned_images -= len(shard.image_ids)
+        return shard, 1, parts
+
     def _submit_up_to_limit(self) -> None:
-        while self._queue and len(self._active) < self.runs_in_flight:
-            shard, attempt = self._queue.popleft()
+        while (self._planned or self._reruns) and len(self._active) < self.sizer.runs_in_flight:
+            shard, attempt, parts = self._next()
             name = f"run-{self.ctx.run_id}-shard-{shard.index}-attempt-{attempt}"
             flow_run = cast(
                 FlowRun,
@@ -170,10 +187,13 @@ class ShardFanOut:
                     flow_run_name=name,
                     timeout=0,
                     tags=[f"autolabel-run-{self.ctx.run_id}"],
-                    idempotency_key=f"autolabel-{name}",
+                    # Unique to this job's process: the same run id recurs across databases.
+                    idempotency_key=f"autolabel-{self._token}-{name}",
                 ),
             )
-            self._active[flow_run.id] = _Submitted(shard, attempt, flow_run.id, time.monotonic())
+            self._active[flow_run.id] = _Submitted(
+                shard, attempt, parts, flow_run.id, time.monotonic()
+            )
 
     def _follow(self) -> None:
         with get_client(sync_client=True) as client:
@@ -191,8 +211,10 @@ class ShardFanOut:
             row = by_key.get((item.shard.index, item.attempt))
             if state is StateType.COMPLETED and row is not None and row.result:
                 del self._active[flow_run_id]
-                self.tally.add(ShardResult.model_validate(row.result))
-                self.on_shard_done()
+                result = ShardResult.model_validate(row.result)
+                self.tally.add(result)
+                self.sizer.observe(result)
+                self._shard_done(item)
                 continue
             reason = _verdict(state, row, now)
             if reason is None and state is StateType.COMPLETED:
@@ -224,7 +246,7 @@ class ShardFanOut:
                         images_failed=row.images_failed,
                     )
                 )
-            self.on_shard_done()
+            self._shard_done(item)
         elif item.attempt < self.attempts:
             self.log.warning(
                 "%s ended (%s): rerunning its %d images not yet stored",
@@ -232,9 +254,13 @@ class ShardFanOut:
                 detail,
                 len(rest.image_ids),
             )
-            self._queue.appendleft((rest, item.attempt + 1))
+            self._reruns.append((rest, item.attempt + 1, item.parts))
         else:
             self._failed.append(f"shard {item.shard.index}: {detail}")
+            self._shard_done(item)
+
+    def _shard_done(self, item: _Submitted) -> None:
+        for _ in range(item.parts):
             self.on_shard_done()
 
     def _notice_waiting(self, item: _Submitted) -> None:
@@ -265,7 +291,8 @@ class ShardFanOut:
 
     def _cancel_all(self, why: str) -> None:
         """Cancel the shard runs still in flight (best effort) and forget the queue."""
-        self._queue.clear()
+        self._planned.clear()
+        self._reruns.clear()
         for item in self._active.values():
             message = f"autolabel: {why}"
             started = item.state in (StateType.RUNNING, StateType.CANCELLING)

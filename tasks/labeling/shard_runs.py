@@ -4,18 +4,19 @@ the Prefect side).
 
 A job against a Prefect server hands its shards to a shard deployment: each flow run is a new
 process that pays a start-up (interpreter and imports, weights, runtime engines) before its first
-image, so shards there are larger than in-process (`group_shards`) and the start-up is measured
-and recorded with every attempt (`ShardResult.seconds["startup"]`). Every attempt is a
-`label_shards` row: the job's process reads progress and results from it, and a rerun after a
-crash labels only what the dead attempt had not stored (`remaining_images`).
+image, so the start-up is measured and recorded with every attempt
+(`ShardResult.seconds["startup"]`) and shard runs are sized from it (`ShardRunSizer`). Every
+attempt is a `label_shards` row: the job's process reads progress and results from it, and a
+rerun after a crash labels only what the dead attempt had not stored (`remaining_images`).
 """
 
 import functools
 import math
 import os
+import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
 from pathlib import Path
 from types import TracebackType
 
@@ -41,22 +42,58 @@ class ShardLeaseLostError(RuntimeError):
     """The job's process declared this attempt crashed (its heartbeat lapsed): it stopped."""
 
 
-def group_shards(
-    shards: Sequence[ShardRef], *, runs_in_flight: int, images_per_run: int
-) -> list[ShardRef]:
-    """Merge consecutive shards into shard runs of up to `images_per_run` images, but into at
-    least `runs_in_flight` runs while there are that many shards, so that a small job still uses
-    every worker it may. Indexes are renumbered from 0."""
-    if not shards:
-        return []
-    size = max(len(s.image_ids) for s in shards)
-    most = max(1, images_per_run // max(size, 1))
-    per_run = max(1, min(most, math.ceil(len(shards) / max(runs_in_flight, 1))))
-    runs: list[ShardRef] = []
-    for start in range(0, len(shards), per_run):
-        ids = [i for shard in shards[start : start + per_run] for i in shard.image_ids]
-        runs.append(ShardRef(index=len(runs), image_ids=ids))
-    return runs
+class ShardRunSizer:
+    """How many images the next shard run gets.
+
+    `images_per_run` until attempts have completed; then enough that the start-up measured on them
+    (median) is `max_startup_fraction` of a run at their measured pace (median images per second
+    after start-up), but at most `MAX_GROWTH` times `images_per_run` (0 keeps `images_per_run`).
+    Never more than an even share of the images left over the runs in flight, so that a small job,
+    or the end of a large one, keeps every worker busy.
+    """
+
+    MAX_GROWTH = 16
+
+    def __init__(
+        self, *, images_per_run: int, runs_in_flight: int, max_startup_fraction: float
+    ) -> None:
+        self.images_per_run, self.runs_in_flight = images_per_run, runs_in_flight
+        self.max_startup_fraction = max_startup_fraction
+        self._startups: list[float] = []
+        self._rates: list[float] = []
+
+    def observe(self, result: ShardResult) -> None:
+        """Learn from a completed attempt's `startup` and `shard_wall` seconds."""
+        startup = result.seconds.get("startup", 0.0)
+        working = result.seconds.get("shard_wall", 0.0) - startup
+        images = result.images_done + result.images_failed
+        if startup > 0 and working > 0 and images > 0:
+            self._startups.append(startup)
+            self._rates.append(images / working)
+
+    def target(self) -> int:
+        """Images per run for the start-up budget (before the even-share bound)."""
+        f = self.max_startup_fraction
+        if f <= 0 or not self._startups:
+            return self.images_per_run
+        wanted = statistics.median(self._startups) * statistics.median(self._rates) * (1 - f) / f
+        return max(1, min(math.ceil(wanted), self.MAX_GROWTH * self.images_per_run))
+
+    def size(self, images_left: int) -> int:
+        """Images for the next run when `images_left` are still to submit."""
+        share = math.ceil(images_left / max(self.runs_in_flight, 1))
+        return max(1, min(self.target(), share))
+
+
+def take_run(planned: deque[ShardRef], size: int, index: int) -> tuple[ShardRef, int]:
+    """Pop planned shards from the front of `planned` until the run holds `size` images (at
+    least one shard); returns the run as shard `index` and how many planned shards it holds."""
+    ids: list[int] = []
+    parts = 0
+    while planned and (parts == 0 or len(ids) + len(planned[0].image_ids) <= size):
+        ids.extend(planned.popleft().image_ids)
+        parts += 1
+    return ShardRef(index=index, image_ids=ids), parts
 
 
 def remaining_images(

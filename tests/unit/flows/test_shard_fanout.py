@@ -31,6 +31,7 @@ from autolabel.storage.db.tables import (
 from autolabel.tasks.labeling.job import LabelJob, RunContext, ShardRef, ShardResult
 from autolabel.tasks.labeling.progress import ShardTally
 from autolabel.tasks.labeling.run_lease import claim_dataset, this_process
+from autolabel.tasks.labeling.shard_runs import ShardRunSizer
 from autolabel.tasks.resources import ResourceConfig, Resources
 
 
@@ -48,7 +49,7 @@ class FakePool:
     def run_deployment(self, deployment: uuid.UUID, *, parameters: dict[str, Any], **_: Any) -> Any:
         del deployment
         run_id = uuid.uuid4()
-        self.runs[run_id] = {**parameters, "state": None}
+        self.runs[run_id] = {**parameters, "state": None, "key": _["idempotency_key"]}
         active = sum(1 for r in self.runs.values() if r["state"] is None)
         self.most_in_flight = max(self.most_in_flight, active)
         return SimpleNamespace(id=run_id)
@@ -151,7 +152,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Fak
             job,
             ctx,
             resources=resources,
-            runs_in_flight=runs_in_flight,
+            sizer=ShardRunSizer(
+                images_per_run=1000, runs_in_flight=runs_in_flight, max_startup_fraction=0.05
+            ),
             attempts=attempts,
             tally=ShardTally(1.0),
             heartbeat=SimpleNamespace(lost=False),  # type: ignore[arg-type]
@@ -177,7 +180,15 @@ def test_runs_in_flight_are_bounded_and_results_summed(world: tuple[FakePool, An
     fan, progress = fan_out(runs_in_flight=2)
     assert fan.run(shards_of(pool.ids, 2)) is RunStatus.COMPLETED  # type: ignore[attr-defined]
     assert pool.most_in_flight == 2
-    assert len(pool.runs) == 6
+    # Runs take an even share of what is left over the 2 in flight (6, then 2 + 2 + 2).
+    sizes = [len(r["shard"]["image_ids"]) for r in pool.runs.values()]
+    assert sizes == [6, 2, 2, 2]
+    # Another job process with the same run id (another database on this server) never gets
+    # these flow runs back from the server's idempotency keys.
+    again, _ = fan_out(runs_in_flight=2)
+    keys = {r["key"] for r in pool.runs.values()}
+    assert len(keys) == 4
+    assert all(fan._token in key and again._token not in key for key in keys)
     assert fan.tally.processed == 12
     assert sum(progress) == 12
 

@@ -2,6 +2,7 @@
 crash verdicts) and what is left of a shard after a dead attempt, on SQLite and PostgreSQL."""
 
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from autolabel.tasks.labeling.shard_runs import (
     ShardAttempt,
     ShardAttemptError,
     ShardLeaseLostError,
-    group_shards,
+    ShardRunSizer,
     process_age_seconds,
+    take_run,
 )
 from tests.conftest import PostgresDatabases
 
@@ -35,24 +37,50 @@ def shards(sizes: list[int]) -> list[ShardRef]:
     return out
 
 
-def test_group_shards_fills_runs_up_to_the_image_budget() -> None:
-    runs = group_shards(shards([256] * 40), runs_in_flight=4, images_per_run=4096)
-    assert [len(r.image_ids) for r in runs] == [2560, 2560, 2560, 2560]
-    assert [r.index for r in runs] == [0, 1, 2, 3]
-    assert [i for r in runs for i in r.image_ids] == list(range(1, 40 * 256 + 1))
+def sizer(**kw: float) -> ShardRunSizer:
+    options = {"images_per_run": 4096, "runs_in_flight": 4, "max_startup_fraction": 0.05} | kw
+    return ShardRunSizer(**options)  # type: ignore[arg-type]
 
 
-def test_group_shards_caps_runs_at_the_image_budget_for_big_jobs() -> None:
-    runs = group_shards(shards([256] * 100 + [10]), runs_in_flight=8, images_per_run=1024)
-    assert {len(r.image_ids) for r in runs[:-1]} == {1024}
-    assert len(runs) == 26
-    assert sum(len(r.image_ids) for r in runs) == 100 * 256 + 10
+def attempt_result(startup: float, working: float, images: int) -> ShardResult:
+    seconds = {"startup": startup, "shard_wall": startup + working}
+    return ShardResult(index=0, images_done=images, seconds=seconds)
 
 
-def test_group_shards_spreads_a_small_job_over_every_run_in_flight() -> None:
-    runs = group_shards(shards([4] * 6), runs_in_flight=8, images_per_run=4096)
-    assert len(runs) == 6  # never fewer runs than shards when workers would idle
-    assert group_shards([], runs_in_flight=8, images_per_run=4096) == []
+def test_runs_start_at_the_configured_size_and_share_a_small_job() -> None:
+    assert sizer().size(100_000) == 4096
+    assert sizer().size(1000) == 250  # an even share over 4 runs in flight
+
+
+def test_runs_grow_until_the_measured_start_up_is_five_percent() -> None:
+    fast = sizer()
+    fast.observe(attempt_result(startup=12.0, working=100.0, images=2000))  # 20 images/s
+    fast.observe(attempt_result(startup=10.0, working=50.0, images=1000))
+    # median start-up 11 s at 20 images/s: 11 * 20 * 0.95 / 0.05 = 4180 images
+    assert fast.target() == 4180
+    startup, run = 11.0, 4180 / 20.0
+    assert startup / (startup + run) == pytest.approx(0.05)
+    slow = sizer()
+    slow.observe(attempt_result(startup=10.0, working=400.0, images=400))  # 1 image/s
+    assert slow.target() == 190  # slow models: small runs already amortise the start-up
+    huge = sizer()
+    huge.observe(attempt_result(startup=10.0, working=1.0, images=5000))
+    assert huge.target() == 16 * 4096
+    assert sizer(max_startup_fraction=0.0).target() == 4096
+    fixed = sizer()
+    fixed.observe(attempt_result(startup=0.0, working=10.0, images=10))  # nothing measured
+    assert fixed.target() == 4096
+
+
+def test_take_run_groups_planned_shards_in_order() -> None:
+    planned = deque(shards([256] * 5))
+    run, parts = take_run(planned, 600, index=7)
+    assert (run.index, len(run.image_ids), parts) == (7, 512, 2)
+    assert run.image_ids == list(range(1, 513))
+    run, parts = take_run(planned, 10, index=8)  # smaller than a shard: one shard
+    assert (len(run.image_ids), parts) == (256, 1)
+    run, parts = take_run(planned, 10_000, index=9)
+    assert (len(run.image_ids), parts, len(planned)) == (512, 2, 0)
 
 
 def test_process_age_is_measured() -> None:

@@ -8,15 +8,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, update
 
 from autolabel.storage.db import label_runs, repository
-from autolabel.storage.db.engine import make_engine, session_scope, upgrade_to_head
+from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.tables import LabelRun, RunStatus
 from autolabel.storage.errors import DatasetBusyError
 from autolabel.tasks.labeling import run_lease
@@ -28,21 +26,6 @@ from autolabel.tasks.labeling.run_lease import (
     owner_alive,
     this_process,
 )
-from tests.conftest import PostgresDatabases
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A migrated database of each backend; its work is committed (claims are transactions)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'runs.db'}"
-    else:
-        databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
-        url = databases.create()
-    engine = make_engine(url)
-    upgrade_to_head(engine)
-    yield engine
-    engine.dispose()
 
 
 def dataset(engine: Engine, name: str = "d") -> int:

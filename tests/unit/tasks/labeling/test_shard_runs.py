@@ -3,14 +3,12 @@ crash verdicts) and what is left of a shard after a dead attempt, on SQLite and 
 
 import time
 from collections import deque
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from autolabel.storage.db import label_runs, label_shards, repository
-from autolabel.storage.db.engine import make_engine, session_scope, upgrade_to_head
+from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.image_results import record_image_results
 from autolabel.storage.db.records import ImageIn, ImageOutcome
 from autolabel.storage.db.tables import ResultStatus, ShardStatus
@@ -24,7 +22,6 @@ from autolabel.tasks.labeling.shard_runs import (
     process_age_seconds,
     take_run,
 )
-from tests.conftest import PostgresDatabases
 
 FAST = {"heartbeat_seconds": 0.05}
 
@@ -86,19 +83,6 @@ def test_take_run_groups_planned_shards_in_order() -> None:
 def test_process_age_is_measured() -> None:
     age = process_age_seconds()
     assert 0.0 < age < 24 * 3600
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'shards.db'}"
-    else:
-        databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
-        url = databases.create()
-    engine = make_engine(url)
-    upgrade_to_head(engine)
-    yield engine
-    engine.dispose()
 
 
 def running_run(engine: Engine, n_images: int = 6) -> tuple[RunContext, list[int]]:

@@ -8,6 +8,7 @@ outage, terminated database backends, a second job), and checks the invariants
 orphan process, no traceback on the terminal.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,6 +46,13 @@ def descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return f"{pid} (gone)"
 
 
 def alive(pids: set[int]) -> set[int]:
@@ -86,6 +94,26 @@ class Command:
 
     def wait(self, timeout: float = 600) -> int:
         return self.process.wait(timeout=timeout)
+
+    def interrupt(self, timeout: float = 60) -> str | None:
+        """Ctrl-C (SIGINT), then wait for the command to exit. None when it did; else it is
+        killed with everything it started, and the return says what was still running."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            below = descendants(self.process.pid)
+            running = [_command_line(pid) for pid in sorted(below | {self.process.pid})]
+            os.killpg(self.process.pid, signal.SIGKILL)
+            for pid in below:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+            return (
+                f"still running {timeout:g} s after SIGINT: {running}; "
+                f"its stderr ends: {self.stderr[-2000:]}"
+            )
+        return None
 
     def kill_hard(self) -> set[int]:
         """SIGKILL the command's process alone (as the OOM killer would); returns the

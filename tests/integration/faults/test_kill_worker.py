@@ -106,8 +106,8 @@ def test_worker_killed_mid_shard_then_a_new_worker_finishes(
         rerun = run_deployment(prefect_server, deployment, parameters)
         assert wait_final(prefect_server, rerun) == "COMPLETED", worker.stderr[-3000:]
     finally:
-        worker.process.send_signal(signal.SIGINT)
-        worker.wait(timeout=60)
+        stuck = worker.interrupt()
+    assert stuck is None, stuck
     runs = fault_world.runs(dataset)
     assert [status for _, status, _, _ in runs] == ["crashed", "completed"]
     assert "is gone" in str(runs[0][2])

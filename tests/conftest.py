@@ -21,6 +21,16 @@ PG_ADMIN_URL = os.environ.get(
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Give Ctrl-C (SIGINT) back to a test run started in the background by a non-interactive
+    shell (`pytest &`, as CI scripts and job runners do): such a shell starts it with SIGINT
+    ignored, every command a test starts would inherit that, and the tests that stop a worker
+    or `autolabel serve` with Ctrl-C would wait for it in vain."""
+    del config
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip `gpu` tests when CUDA is not available."""
     import torch

@@ -3,9 +3,11 @@ labels everything. Sharing one fresh PREFECT_HOME: the commands' temporary Prefe
 its database in turn, and both jobs run."""
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.integration.faults.conftest import N_IMAGES, FaultWorld
 
@@ -17,7 +19,18 @@ def test_a_second_job_beside_a_running_one_is_refused(fault_world: FaultWorld) -
     homes = [Path(fault_world.env["PREFECT_HOME"]), fault_world.folder / "second-home"]
     shutil.copytree(homes[0], homes[1])  # two warm homes: both commands start at full speed
     argv = fault_world.label_argv(dataset)
-    one, two = (fault_world.start(argv, PREFECT_HOME=str(home)) for home in homes)
+    # Whichever job claims the dataset is held at its first write of results (reads go on, its
+    # heartbeat too) until the other has been refused: the jobs overlap however slowly each
+    # starts on a loaded machine.
+    engine = create_engine(fault_world.database_url)
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text("LOCK TABLE image_results IN EXCLUSIVE MODE"))
+        one, two = (fault_world.start(argv, PREFECT_HOME=str(home)) for home in homes)
+        deadline = time.monotonic() + 300
+        while one.process.poll() is None and two.process.poll() is None:
+            assert time.monotonic() < deadline, "neither job ended while one was held"
+            time.sleep(0.2)
+    engine.dispose()
     codes = sorted([one.wait(), two.wait()])
     assert codes == [0, 2], one.stderr[-2000:] + two.stderr[-2000:]
     refused = one if one.process.returncode == 2 else two

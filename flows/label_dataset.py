@@ -49,7 +49,6 @@ from autolabel.tasks.labeling.shard_runs import ShardRunSizer
 from autolabel.tasks.resources import bound
 
 SHARDS_IN_FLIGHT = 2
-MAX_IN_FLIGHT = 4096  # the setting's bound: a job without `max_gpus` is capped by the setting
 # Prefect's TaskRunner is invariant in its future type, so its own runner needs the cast.
 SHARD_RUNNER = cast(
     "TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=SHARDS_IN_FLIGHT)
@@ -164,7 +163,9 @@ def _label_claimed(
     labeling = settings.labeling
     sizer = ShardRunSizer(
         images_per_run=labeling.images_per_shard_run,
-        runs_in_flight=min(labeling.shard_runs_in_flight, job.max_gpus or MAX_IN_FLIGHT),
+        runs_in_flight=min(
+            labeling.shard_runs_in_flight, job.max_gpus or labeling.shard_runs_in_flight
+        ),
         max_startup_fraction=labeling.max_startup_fraction,
     )
     logger.info(

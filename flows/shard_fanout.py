@@ -27,7 +27,7 @@ from prefect.states import Cancelled, Cancelling, Crashed
 from autolabel.flows.errors import FlowError
 from autolabel.storage.db import label_runs, label_shards
 from autolabel.storage.db.engine import session_scope
-from autolabel.storage.db.label_shards import ShardAttempt
+from autolabel.storage.db.label_shards import ShardAttemptRow
 from autolabel.storage.db.tables import RunStatus, ShardStatus
 from autolabel.tasks.labeling.job import LabelJob, RunContext, ShardRef, ShardResult
 from autolabel.tasks.labeling.progress import ShardTally
@@ -94,10 +94,10 @@ class _Submitted:
     noticed_waiting: bool = False
 
 
-def _verdict(state: StateType | None, row: ShardAttempt | None, now: Any) -> str | None:
+def _verdict(state: StateType | None, row: ShardAttemptRow | None, now: Any) -> str | None:
     """Why an attempt is over but for a completion (None while it runs or once it completed)."""
-    if state in _ENDED - {StateType.COMPLETED}:
-        return f"its flow run ended {state.value.lower() if state else ''}"
+    if state is not None and state in _ENDED - {StateType.COMPLETED}:
+        return f"its flow run ended {state.value.lower()}"
     if row is not None and row.status is ShardStatus.RUNNING and state not in _ENDED:
         return death_reason(row.lease, now=now, lease_seconds=LEASE_SECONDS)
     return None
@@ -226,7 +226,7 @@ class ShardFanOut:
                 self._notice_waiting(item)
 
     def _end_attempt(
-        self, item: _Submitted, row: ShardAttempt | None, state: StateType | None, reason: str
+        self, item: _Submitted, row: ShardAttemptRow | None, state: StateType | None, reason: str
     ) -> None:
         what = f"shard {item.shard.index} attempt {item.attempt}"
         if row is not None and row.status is ShardStatus.RUNNING:
@@ -274,7 +274,7 @@ class ShardFanOut:
                 waited,
             )
 
-    def _report_progress(self, rows: list[ShardAttempt]) -> None:
+    def _report_progress(self, rows: list[ShardAttemptRow]) -> None:
         done = sum(row.images_done for row in rows)
         failed = sum(row.images_failed for row in rows)
         last_done, last_failed = self._reported

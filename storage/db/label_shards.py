@@ -18,7 +18,7 @@ from autolabel.storage.db.tables import LabelShard, ShardStatus
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ShardAttempt:
+class ShardAttemptRow:
     """One attempt at a shard, as the job's process sees it.
 
     Attributes:
@@ -150,9 +150,9 @@ def mark_shard_crashed(session: Session, *, shard_id: int, reason: str) -> bool:
     return int(changed.rowcount) == 1  # type: ignore[attr-defined]
 
 
-def _attempt(row: LabelShard, run_id: int) -> ShardAttempt:
+def _attempt(row: LabelShard, run_id: int) -> ShardAttemptRow:
     started: datetime = row.started_at
-    return ShardAttempt(
+    return ShardAttemptRow(
         id=row.id,
         shard_index=row.shard_index,
         attempt=row.attempt,
@@ -174,7 +174,7 @@ def _attempt(row: LabelShard, run_id: int) -> ShardAttempt:
     )
 
 
-def shard_attempts(session: Session, *, run_id: int) -> list[ShardAttempt]:
+def shard_attempts(session: Session, *, run_id: int) -> list[ShardAttemptRow]:
     """Every attempt at the shards of `run_id`, by shard and attempt."""
     rows = session.execute(
         select(LabelShard)

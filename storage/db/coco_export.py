@@ -25,13 +25,13 @@ from autolabel.storage.coco import (
 )
 from autolabel.storage.db import queries
 from autolabel.storage.db.tables import (
+    HIDDEN_REVIEW_STATUSES,
     Annotation,
     Category,
     Image,
     ImageResult,
     ImageStatus,
     ResultStatus,
-    ReviewStatus,
 )
 from autolabel.storage.errors import StorageConfigError
 from autolabel.storage.objectstore import ObjectStore
@@ -110,7 +110,7 @@ def _annotation_query(dataset_id: int, flt: ExportFilter) -> Select[*tuple[Any, 
     if flt.min_score is not None:
         stmt = stmt.where(or_(Annotation.score.is_(None), Annotation.score >= flt.min_score))
     if not flt.include_rejected:
-        stmt = stmt.where(Annotation.review_status != ReviewStatus.REJECTED)
+        stmt = stmt.where(Annotation.review_status.not_in(HIDDEN_REVIEW_STATUSES))
     return stmt.order_by(Annotation.id)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from autolabel.storage.db.tables import (
+    HIDDEN_REVIEW_STATUSES,
     Annotation,
     Category,
     Dataset,
@@ -287,7 +288,7 @@ def iter_images_with_annotations(
         .join(Image, Image.id == Annotation.image_id)
         .where(
             Annotation.dataset_id == dataset_id,
-            Annotation.review_status != ReviewStatus.REJECTED,
+            Annotation.review_status.not_in(HIDDEN_REVIEW_STATUSES),
         )
     )
     if run_id is not None:

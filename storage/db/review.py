@@ -18,7 +18,8 @@ from autolabel.storage.db.repository import mark_review_status
 from autolabel.storage.db.tables import ReviewStatus
 from autolabel.storage.errors import StorageError
 
-REVIEW_STATUSES = tuple(s.value for s in ReviewStatus)
+# What a person may set by hand (`superseded` is set only by a review import's correction).
+REVIEW_STATUSES = tuple(s.value for s in ReviewStatus if s is not ReviewStatus.SUPERSEDED)
 
 
 class ReviewSelectionError(StorageError, ValueError):
@@ -27,12 +28,12 @@ class ReviewSelectionError(StorageError, ValueError):
 
 def parse_review_status(value: str) -> ReviewStatus:
     """The `ReviewStatus` called `value` (case-insensitive); `ReviewSelectionError` otherwise."""
-    try:
-        return ReviewStatus(value.strip().lower())
-    except ValueError:
-        raise ReviewSelectionError(
-            f"expected a review status among {', '.join(REVIEW_STATUSES)}, got {value!r}"
-        ) from None
+    name = value.strip().lower()
+    if name in REVIEW_STATUSES:
+        return ReviewStatus(name)
+    raise ReviewSelectionError(
+        f"expected a review status among {', '.join(REVIEW_STATUSES)}, got {value!r}"
+    )
 
 
 def _image_ids(session: Session, dataset_id: int, dataset: str, urls: Sequence[str]) -> list[int]:

@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from autolabel.storage.db.coco_export import ExportFilter
 from autolabel.storage.db.tables import (
+    HIDDEN_REVIEW_STATUSES,
     Annotation,
     Category,
     Image,
     ImageResult,
     ImageStatus,
     ResultStatus,
-    ReviewStatus,
 )
 from autolabel.storage.rle import Rle
 
@@ -92,7 +92,7 @@ def _query(dataset_id: int, flt: ExportFilter) -> Select[*tuple[Any, ...]]:
     if flt.min_score is not None:
         on.append(or_(Annotation.score.is_(None), Annotation.score >= flt.min_score))
     if not flt.include_rejected:
-        on.append(Annotation.review_status != ReviewStatus.REJECTED)
+        on.append(Annotation.review_status.not_in(HIDDEN_REVIEW_STATUSES))
     return (
         select(
             Image.id,

@@ -66,11 +66,29 @@ class ShardStatus(enum.StrEnum):
 
 
 class ReviewStatus(enum.StrEnum):
-    """Human review state of an annotation."""
+    """Human review state of an annotation.
+
+    `superseded`: a reviewer corrected it; the corrected copy is another annotation (accepted),
+    and this row stays as the original prediction. Rejected and superseded rows are left out of
+    exports (`HIDDEN_REVIEW_STATUSES`).
+    """
 
     UNREVIEWED = "unreviewed"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    SUPERSEDED = "superseded"
+
+
+HIDDEN_REVIEW_STATUSES = (ReviewStatus.REJECTED, ReviewStatus.SUPERSEDED)
+
+
+class ReviewDecision(enum.StrEnum):
+    """What one review did to one item: kept, corrected or dropped a prediction, or added one."""
+
+    ACCEPTED = "accepted"
+    CORRECTED = "corrected"
+    REJECTED = "rejected"
+    ADDED = "added"
 
 
 class ModelStage(enum.StrEnum):
@@ -291,3 +309,83 @@ class Annotation(Base):
     review_status: Mapped[ReviewStatus] = mapped_column(
         str_enum(ReviewStatus, "review_status"), default=ReviewStatus.UNREVIEWED
     )
+
+
+class ReviewImport(Base):
+    """One review file brought back from a review tool; unique by content per dataset, so
+    importing the same file again does nothing."""
+
+    __tablename__ = "review_imports"
+    __table_args__ = (UniqueConstraint("dataset_id", "sha256"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    tool: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    reviewer: Mapped[str | None] = mapped_column(String(200))
+    counts: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    imported_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)
+
+
+class ReviewedImage(Base):
+    """An image a review file covers: its predictions were each accepted, corrected or rejected."""
+
+    __tablename__ = "reviewed_images"
+    __table_args__ = (UniqueConstraint("import_id", "image_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("review_imports.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str | None] = mapped_column(String(200))
+    reviewed_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)
+
+
+class ReviewEvent(Base):
+    """One decision on one item, never updated: the review history.
+
+    `annotation_id` is the prediction reviewed (for `added`: the annotation the review created);
+    `result_id` is the annotation that now stands for it (`corrected`: the corrected copy,
+    `added`: the new one, `accepted`: the prediction itself, `rejected`: none). `fingerprint`
+    (sha256 of decision, category and mask) makes a repeated decision a no-op.
+    """
+
+    __tablename__ = "review_events"
+    __table_args__ = (
+        Index("ix_review_events_annotation", "annotation_id"),
+        Index("ix_review_events_image", "image_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("review_imports.id", ondelete="CASCADE"), index=True
+    )
+    dataset_id: Mapped[int] = mapped_column(BigId)
+    image_id: Mapped[int] = mapped_column(BigId)
+    annotation_id: Mapped[int] = mapped_column(BigId)
+    result_id: Mapped[int | None] = mapped_column(BigId)
+    decision: Mapped[ReviewDecision] = mapped_column(str_enum(ReviewDecision, "review_decision"))
+    reviewer: Mapped[str | None] = mapped_column(String(200))
+    reviewed_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)
+    item_key: Mapped[str | None] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+
+
+class CategoryThreshold(Base):
+    """Detector thresholds tuned for one category from reviewed labels; later runs of the
+    dataset use them unless a job sets its own."""
+
+    __tablename__ = "category_thresholds"
+    __table_args__ = (UniqueConstraint("category_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="CASCADE"))
+    box_threshold: Mapped[float] = mapped_column(Float)
+    text_threshold: Mapped[float] = mapped_column(Float)
+    metric: Mapped[str] = mapped_column(String(64))
+    before: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    after: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    sample_images: Mapped[int] = mapped_column(Integer, default=0)
+    tuned_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)

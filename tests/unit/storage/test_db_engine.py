@@ -22,7 +22,8 @@ from autolabel.storage.errors import StorageConfigError
 
 TABLES = {
     "alembic_version", "annotations", "categories", "datasets", "image_results", "images",
-    "label_runs", "label_shards", "model_versions",
+    "label_runs", "label_shards", "model_versions", "review_imports", "reviewed_images",
+    "review_events", "category_thresholds",
 }  # fmt: skip
 
 

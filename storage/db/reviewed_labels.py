@@ -1,0 +1,112 @@
+"""What reviewers made of a dataset: the reviewed images and their reviewed labels.
+
+An image is reviewed once a review import covered it (`reviewed_images`). Its reviewed labels
+are its annotations whose review status is `accepted`: predictions a reviewer kept, the corrected
+copies of predictions a reviewer changed, and the objects a reviewer added. Rejected and
+superseded predictions are not labels; images never reviewed have none (their predictions are
+unknown, not wrong). Threshold tuning, prompt comparison and the quality report compare
+predictions with these. Read-only: the caller's session, never a commit.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from autolabel.storage.db.tables import (
+    Annotation,
+    Category,
+    Image,
+    ReviewedImage,
+    ReviewStatus,
+)
+from autolabel.storage.rle import Rle
+
+_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewedLabel:
+    """One reviewed label of an image.
+
+    Attributes:
+        annotation_id: Its annotation row.
+        category_id: Database id of its category; `category` its name.
+        bbox_xywh_px: Box (x, y, width, height), image pixels.
+        rle: Compressed COCO RLE (column-major) as stored (its size may differ from the image's
+            for a prediction stored at another size; `autolabel.storage.mask_clip.fit_mask`).
+        added_by_review: Whether a reviewer drew or corrected it (not a kept prediction).
+    """
+
+    annotation_id: int
+    category_id: int
+    category: str
+    bbox_xywh_px: tuple[float, float, float, float]
+    rle: Rle
+    added_by_review: bool
+
+
+REVIEW_WORK_KEY = "review"
+"""The `work_key` of annotations a review import created (corrected copies, added objects)."""
+
+
+def reviewed_image_ids(session: Session, *, dataset_id: int) -> list[int]:
+    """Ids of the dataset's images that any review import covered, ascending."""
+    rows = session.execute(
+        select(ReviewedImage.image_id)
+        .join(Image, Image.id == ReviewedImage.image_id)
+        .where(Image.dataset_id == dataset_id)
+        .distinct()
+        .order_by(ReviewedImage.image_id)
+    )
+    return [int(i) for (i,) in rows]
+
+
+def reviewed_labels(
+    session: Session, *, dataset_id: int, image_ids: Sequence[int] | None = None
+) -> dict[int, list[ReviewedLabel]]:
+    """The reviewed labels of the dataset's reviewed images (all, or those of `image_ids` that
+    were reviewed): image id -> labels by annotation id; a reviewed image without labels maps
+    to an empty list."""
+    reviewed = reviewed_image_ids(session, dataset_id=dataset_id)
+    if image_ids is not None:
+        wanted = set(image_ids)
+        reviewed = [i for i in reviewed if i in wanted]
+    out: dict[int, list[ReviewedLabel]] = {i: [] for i in reviewed}
+    for start in range(0, len(reviewed), _CHUNK):
+        rows = session.execute(
+            select(
+                Annotation.id,
+                Annotation.image_id,
+                Annotation.category_id,
+                Category.name,
+                Annotation.bbox_x,
+                Annotation.bbox_y,
+                Annotation.bbox_w,
+                Annotation.bbox_h,
+                Annotation.seg_counts,
+                Annotation.seg_height,
+                Annotation.seg_width,
+                Annotation.work_key,
+            )
+            .join(Category, Category.id == Annotation.category_id)
+            .where(
+                Annotation.dataset_id == dataset_id,
+                Annotation.image_id.in_(reviewed[start : start + _CHUNK]),
+                Annotation.review_status == ReviewStatus.ACCEPTED,
+            )
+            .order_by(Annotation.image_id, Annotation.id)
+        )
+        for aid, image_id, cid, name, x, y, w, h, counts, sh, sw, work_key in rows:
+            out[int(image_id)].append(
+                ReviewedLabel(
+                    annotation_id=int(aid),
+                    category_id=int(cid),
+                    category=name,
+                    bbox_xywh_px=(x, y, w, h),
+                    rle=Rle(size=[sh, sw], counts=counts),
+                    added_by_review=work_key == REVIEW_WORK_KEY,
+                )
+            )
+    return out

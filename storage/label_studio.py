@@ -14,16 +14,24 @@ annotation:
 The region id `a<annotation id>` (and `meta.autolabel_annotation_id`) is how a review import
 finds the stored annotation a reviewed region came from. `from_name` / `to_name` match
 `labeling_config`, which must be the project's labeling interface.
+
+`reviewed_tasks` reads Label Studio's JSON export back: per task, the latest annotation that was
+not skipped is the review; its `brushlabels` and `polygonlabels` regions are the objects the
+image holds (regions of other types are listed as skipped).
 """
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
 import numpy.typing as npt
 
-from autolabel.storage.brush_rle import encode_brush
+from autolabel.storage.brush_rle import decode_brush, encode_brush
+from autolabel.storage.errors import FormatError
+from autolabel.storage.review_items import ReviewedImageItems, ReviewedItem
+from autolabel.storage.rle import encode_mask, polygons_to_rle
 
 FROM_NAME = "tag"
 TO_NAME = "image"
@@ -121,3 +129,115 @@ def task(
         },
         "predictions": list(predictions),
     }
+
+
+def _label(region: Mapping[str, Any], kind: str) -> str:
+    labels = region.get("value", {}).get(kind)
+    if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
+        raise FormatError(f"expected one label in region {region.get('id')!r}, got {labels!r}")
+    return labels[0]
+
+
+def _region_item(region: Mapping[str, Any]) -> ReviewedItem | str:
+    """The object a result region holds, or why it was skipped."""
+    kind, rid = region.get("type"), str(region.get("id", ""))
+    if kind not in ("brushlabels", "polygonlabels"):
+        return f"region {rid!r} of type {kind!r} (only brush and polygon regions are objects)"
+    try:
+        width, height = int(region["original_width"]), int(region["original_height"])
+    except (KeyError, TypeError, ValueError):
+        raise FormatError(f"expected original_width/height in region {rid!r}") from None
+    value = region.get("value", {})
+    if kind == "brushlabels":
+        if value.get("format", "rle") != "rle" or not isinstance(value.get("rle"), list):
+            raise FormatError(f"expected a brush RLE list in region {rid!r}")
+        rle = encode_mask(decode_brush(value["rle"], height=height, width=width))
+    else:
+        points = value.get("points")
+        if not isinstance(points, list) or len(points) < 3:
+            raise FormatError(f"expected >= 3 polygon points in region {rid!r}")
+        flat = [
+            float(c) * scale / 100.0 for x, y in points for c, scale in ((x, width), (y, height))
+        ]
+        rle = polygons_to_rle([flat], height, width)
+    return ReviewedItem(
+        annotation_id=annotation_id_of(region),
+        category=_label(region, kind),
+        rle=rle,
+        item_key=rid,
+    )
+
+
+def _reviewer(annotation: Mapping[str, Any]) -> str | None:
+    who = annotation.get("created_username") or annotation.get("completed_by")
+    if isinstance(who, Mapping):
+        who = who.get("email") or who.get("id")
+    return None if who is None else str(who).strip(", ") or None
+
+
+def _when(annotation: Mapping[str, Any]) -> datetime | None:
+    stamp = annotation.get("updated_at") or annotation.get("created_at")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _shown_ids(task_doc: Mapping[str, Any]) -> frozenset[int] | None:
+    predictions = task_doc.get("predictions") or []
+    if not all(isinstance(p, Mapping) for p in predictions):
+        return None  # an export that lists prediction ids only
+    ids = {annotation_id_of(r) for p in predictions for r in p.get("result", [])}
+    return frozenset(i for i in ids if i is not None)
+
+
+def _reviewed_task(task_doc: Mapping[str, Any]) -> ReviewedImageItems | None:
+    done = [
+        a
+        for a in task_doc.get("annotations") or []
+        if isinstance(a, Mapping) and not a.get("was_cancelled")
+    ]
+    if not done:
+        return None
+    latest = max(
+        done, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id", 0))
+    )
+    regions = [_region_item(region) for region in latest.get("result") or []]
+    items = [r for r in regions if isinstance(r, ReviewedItem)]
+    data = task_doc.get("data") or {}
+    image_id = data.get("autolabel_image_id")
+    sizes = {(i.rle["size"][1], i.rle["size"][0]) for i in items}
+    width, height = sizes.pop() if len(sizes) == 1 else (0, 0)
+    return ReviewedImageItems(
+        image_id=image_id if isinstance(image_id, int) else None,
+        image_key=str(data.get("autolabel_storage_url") or data.get(TO_NAME) or ""),
+        width=width,
+        height=height,
+        items=tuple(items),
+        shown_ids=_shown_ids(task_doc),
+        reviewer=_reviewer(latest),
+        reviewed_at=_when(latest),
+        skipped=tuple(r for r in regions if isinstance(r, str)),
+    )
+
+
+def reviewed_tasks(doc: Any) -> list[ReviewedImageItems]:
+    """The reviewed images of a Label Studio JSON export (a list of tasks); tasks nobody
+    annotated (or only skipped) are not reviewed and left out.
+
+    Raises:
+        FormatError: Not a list of tasks, or a region that cannot be read (named).
+    """
+    if not isinstance(doc, list) or not all(isinstance(t, Mapping) for t in doc):
+        raise FormatError("expected a Label Studio JSON export: a list of task objects")
+    out = []
+    for task_doc in doc:
+        try:
+            reviewed = _reviewed_task(task_doc)
+        except FormatError as exc:
+            raise FormatError(f"task {task_doc.get('id')!r}: {exc}") from None
+        if reviewed is not None:
+            out.append(reviewed)
+    return out

@@ -117,6 +117,17 @@ def rle_bboxes(rles: Sequence[Rle]) -> npt.NDArray[np.float64]:
     return out
 
 
+def rle_iou(a: Rle, b: Rle) -> float:
+    """Mask IoU of two RLEs of the same size (0.0 when both are empty).
+
+    Raises:
+        ValueError: The sizes differ.
+    """
+    if list(a["size"]) != list(b["size"]):
+        raise ValueError(f"expected masks of one size, got {a['size']} and {b['size']}")
+    return float(coco_mask.iou(_pyco([a]), _pyco([b]), [0])[0][0])
+
+
 def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int) -> Rle:
     """Rasterize COCO polygons ([x0, y0, x1, y1, ...] in pixels) into one merged RLE.
 

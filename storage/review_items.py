@@ -1,0 +1,70 @@
+"""A review brought back from a review tool, in one shape whatever the tool.
+
+The readers (`autolabel.storage.label_studio.reviewed_tasks`,
+`autolabel.storage.review_coco.reviewed_coco`)
+turn a tool's export into `ReviewedImageItems`; `autolabel.storage.db.review_history` matches
+them with the stored predictions.
+"""
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from autolabel.storage.rle import Rle
+
+ReviewTool = Literal["label-studio", "cvat", "fiftyone"]
+REVIEW_TOOLS: tuple[ReviewTool, ...] = ("label-studio", "cvat", "fiftyone")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewedItem:
+    """One object as the reviewer left it.
+
+    Attributes:
+        annotation_id: Our annotation id when the tool kept it (the item started as that
+            prediction); None for an object the reviewer drew.
+        category: Label name.
+        rle: The mask at the image's size (compressed COCO RLE, column-major).
+        item_key: The tool's own id of the item (region id, annotation id), for the history.
+    """
+
+    annotation_id: int | None
+    category: str
+    rle: Rle
+    item_key: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewedImageItems:
+    """One image the reviewer finished, with every object it now holds.
+
+    Attributes:
+        image_id: Our image id when the export carried it; None to match by `image_key`.
+        image_key: Storage URL, or file name relative to the dataset's image root.
+        width: Image width in pixels; `height` its height.
+        items: The objects the image holds after review.
+        shown_ids: Our annotation ids the tool showed for this image, when the file says
+            (Label Studio's predictions); None: every prediction visible in an export.
+        reviewer: Who reviewed it, when the file says.
+        reviewed_at: When, when the file says.
+    """
+
+    image_id: int | None
+    image_key: str
+    width: int
+    height: int
+    items: Sequence[ReviewedItem]
+    shown_ids: frozenset[int] | None = None
+    reviewer: str | None = None
+    reviewed_at: datetime | None = None
+    skipped: Sequence[str] = field(default_factory=tuple)
+
+
+def fingerprint(decision: str, category: str, rle: Rle | None) -> str:
+    """sha256 hex of a decision on an item: the same decision twice is a no-op."""
+    digest = hashlib.sha256(f"{decision}\0{category}\0".encode())
+    if rle is not None:
+        digest.update(f"{rle['size'][0]}x{rle['size'][1]}\0{rle['counts']}".encode())
+    return digest.hexdigest()

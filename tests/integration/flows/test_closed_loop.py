@@ -121,9 +121,14 @@ def test_announced_shards_start_a_retraining(
     }
     holdout = f"s3://{flow_env.bucket}/sa1b/holdout"
     serve = [
-        "serve", "--retrain-holdout", holdout, "--retrain-model", "efficientvit-sam-test",
-        "--retrain-max-steps", "2",
-    ]  # fmt: skip
+        "serve",
+        "--retrain-holdout",
+        holdout,
+        "--retrain-model",
+        "efficientvit-sam-test",
+        "--retrain-max-steps",
+        "2",
+    ]
     server = subprocess.Popen(
         [sys.executable, "-c", f"from autolabel.flows.cli import main; main({serve!r})"], env=env
     )
@@ -134,8 +139,10 @@ def test_announced_shards_start_a_retraining(
         ingest = ["ingest-sa1b", str(tmp_path / "new"), "--to", new_data]
         subprocess.run(
             [sys.executable, "-c", f"from autolabel.flows.cli import main; main({ingest!r})"],
-            env=env, check=True, timeout=120,
-        )  # fmt: skip
+            env=env,
+            check=True,
+            timeout=120,
+        )
         run = _wait_for_run(prefect_server, deployment)
         assert run["parameters"]["request"]["data"] == new_data
         assert run["parameters"]["request"]["holdout"] == holdout
@@ -164,3 +171,53 @@ def _wait_for_run(api: str, deployment_id: str) -> dict[str, object]:
             return dict(runs[0])
         time.sleep(1)
     raise AssertionError("no flow run was triggered within 120 s of the event")
+
+
+@pytest.mark.timeout(600)
+def test_imported_review_becomes_training_data_and_is_announced(
+    flow_env: FlowEnv, prefect_server: str, tmp_path: Path
+) -> None:
+    """A CVAT review (one prediction deleted, the rest kept) imported with --sa1b-output: the
+    accepted labels are written as SA-1B shards and `autolabel.sa1b.landed` names them."""
+    import json
+
+    write_good_images(tmp_path / "imgs", 3, np.random.default_rng(21), max_side=120)
+    flow_env.upload_folder(tmp_path / "imgs", "images/")
+    summary = autolabel_dataset(make_job(flow_env, "looped"))
+    assert summary.annotations > 2
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "AUTOLABEL_PREFECT_API": "server"}
+    cli = [sys.executable, "-c", "from autolabel.flows.cli import main; main()"]
+    export = ["export-review", "--dataset", "looped", "--format", "cvat"]
+    subprocess.run([*cli, *export, "--output", str(tmp_path / "cvat")], env=env, check=True)
+    doc = json.loads((tmp_path / "cvat/annotations/instances_default.json").read_text())
+    dropped = doc["annotations"].pop(0)["attributes"]["autolabel_id"]
+    kept = {a["attributes"]["autolabel_id"] for a in doc["annotations"]}
+    (tmp_path / "review.json").write_text(json.dumps(doc))
+    output = f"s3://{flow_env.bucket}/sa1b/reviews"
+    review = ["import-review", "--dataset", "looped", "--format", "cvat"]
+    done = subprocess.run(
+        [*cli, *review, "--input", str(tmp_path / "review.json"), "--sa1b-output", output],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert f"{len(kept)} accepted, 0 corrected, 1 rejected, 0 added" in done.stdout
+    listed = flow_env.s3().list_objects_v2(Bucket=flow_env.bucket, Prefix="sa1b/reviews/")
+    keys = [o["Key"] for o in listed.get("Contents", [])]
+    assert len(keys) == 1
+    assert keys[0].startswith("sa1b/reviews/review-")
+    flow_env.s3().download_file(flow_env.bucket, keys[0], str(tmp_path / "shard.tar"))
+    exported = {a.id for s in read_shard(tmp_path / "shard.tar") for a in s.record.annotations}
+    assert exported == kept
+    assert dropped not in exported
+    announced = keys[0].rsplit("/", 1)[0]
+    body = {"filter": {"event": {"name": ["autolabel.sa1b.landed"]}}, "limit": 50}
+    deadline = time.monotonic() + 60
+    urls: list[str] = []
+    while time.monotonic() < deadline and f"s3://{flow_env.bucket}/{announced}" not in urls:
+        events = httpx.post(f"{prefect_server}/events/filter", json=body, timeout=10).json()
+        urls = [e["payload"]["url"] for e in events.get("events", [])]
+        time.sleep(1)
+    assert f"s3://{flow_env.bucket}/{announced}" in urls

@@ -1,7 +1,7 @@
 """A review brought back from a review tool, in one shape whatever the tool.
 
 The readers (`autolabel.storage.label_studio.reviewed_tasks`,
-`autolabel.storage.review_coco.reviewed_coco`)
+`autolabel.storage.review_coco.reviewed_coco`, `autolabel.storage.cvat_xml.reviewed_cvat_xml`)
 turn a tool's export into `ReviewedImageItems`; `autolabel.storage.db.review_history` matches
 them with the stored predictions.
 """
@@ -14,8 +14,8 @@ from typing import Literal
 
 from autolabel.storage.rle import Rle
 
-ReviewTool = Literal["label-studio", "cvat", "fiftyone"]
-REVIEW_TOOLS: tuple[ReviewTool, ...] = ("label-studio", "cvat", "fiftyone")
+ReviewTool = Literal["label-studio", "cvat", "cvat-xml", "fiftyone"]
+REVIEW_TOOLS: tuple[ReviewTool, ...] = ("label-studio", "cvat", "cvat-xml", "fiftyone")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

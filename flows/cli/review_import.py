@@ -20,8 +20,8 @@ def import_review_command(
     review_format: str = typer.Option(
         ...,
         "--format",
-        help="label-studio (JSON export), cvat (COCO 1.0 export) or fiftyone (COCO detection "
-        "export of the reviewed field).",
+        help="label-studio (JSON export), cvat (COCO 1.0 export), cvat-xml (CVAT for images 1.1 "
+        "XML) or fiftyone (COCO detection export of the reviewed field).",
     ),
     input_file: str = typer.Option(
         ..., "--input", help="The review file: local path, file:// or s3:// URL."

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autolabel.storage.cvat_xml import reviewed_cvat_xml
 from autolabel.storage.db import queries
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.review_history import ReviewCounts, ReviewSource, record_review
@@ -35,8 +36,8 @@ class ReviewImportRequest(BaseModel):
 
     dataset: str = Field(min_length=1, description="Dataset the review belongs to.")
     format: ReviewTool = Field(
-        description="label-studio (JSON export), cvat (COCO 1.0 export) or fiftyone (COCO "
-        "detection export of the reviewed field)."
+        description="label-studio (JSON export), cvat (COCO 1.0 export), cvat-xml (CVAT for "
+        "images 1.1 XML) or fiftyone (COCO detection export of the reviewed field)."
     )
     input: str = Field(min_length=1, description="The file: local path, file:// or s3:// URL.")
     reviewer: str | None = Field(
@@ -93,6 +94,8 @@ def parse_review(data: bytes, tool: ReviewTool) -> list[ReviewedImageItems]:
     Raises:
         FormatError: Not JSON, or not the tool's export (the reason names the item).
     """
+    if tool == "cvat-xml":
+        return reviewed_cvat_xml(data)
     try:
         doc: Any = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -115,3 +115,59 @@ def redrawn_dog_mask() -> npt.NDArray[np.bool_]:
 def mask_of(counts: str, height: int, width: int) -> npt.NDArray[np.bool_]:
     """A stored mask."""
     return decode_rle({"size": [height, width], "counts": counts})
+
+
+def _runs(mask: npt.NDArray[np.bool_]) -> tuple[list[int], tuple[int, int, int, int]]:
+    """CVAT's mask runs over the mask's tight box, row by row, background first."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    top, left, bottom, right = rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
+    flat = mask[top:bottom, left:right].ravel()
+    edges = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    bounds = [0, *edges.tolist(), flat.size]
+    runs = np.diff(bounds).tolist()
+    if flat[0]:
+        runs = [0, *runs]
+    return runs, (int(left), int(top), int(right - left), int(bottom - top))
+
+
+def cvat_xml(doc: dict[str, Any]) -> bytes:
+    """A COCO review file (`coco_review`) written as CVAT for images 1.1 XML, as CVAT exports
+    it: RLE masks as `<mask>`, polygons as `<polygon>`, our id as an attribute, plus a `<box>`."""
+    from xml.sax.saxutils import quoteattr
+
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    parts = ["<?xml version='1.0' encoding='utf-8'?>", "<annotations><version>1.1</version>"]
+    for image in doc["images"]:
+        h, w = image["height"], image["width"]
+        parts.append(
+            f'<image id="{image["id"]}" name={quoteattr(image["file_name"])} '
+            f'width="{w}" height="{h}">'
+        )
+        for ann in (a for a in doc["annotations"] if a["image_id"] == image["id"]):
+            label = quoteattr(names[ann["category_id"]])
+            ours = ann.get("attributes", {}).get("autolabel_id")
+            attr = "" if ours is None else f'<attribute name="autolabel_id">{ours}</attribute>'
+            seg = ann["segmentation"]
+            if isinstance(seg, list):
+                xy = seg[0]
+                points = ";".join(f"{xy[i]:.2f},{xy[i + 1]:.2f}" for i in range(0, len(xy), 2))
+                parts.append(
+                    f'<polygon label={label} source="manual" occluded="0" points="{points}" '
+                    f'z_order="0">{attr}</polygon>'
+                )
+                continue
+            mask = decode_rle({"size": seg["size"], "counts": seg["counts"]})
+            runs, (left, top, bw, bh) = _runs(mask)
+            parts.append(
+                f'<mask label={label} source="semi-auto" occluded="0" '
+                f'rle="{", ".join(map(str, runs))}" '
+                f'left="{left}" top="{top}" width="{bw}" height="{bh}" z_order="0">{attr}</mask>'
+            )
+        if image["file_name"].endswith("c.png"):
+            parts.append(
+                '<box label="cat" source="manual" occluded="0" xtl="1" ytl="1" xbr="5" ybr="5" '
+                'z_order="0"/>'
+            )
+        parts.append("</image>")
+    parts.append("</annotations>")
+    return "\n".join(parts).encode()

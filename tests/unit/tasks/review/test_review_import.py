@@ -21,6 +21,7 @@ from tests.unit.tasks.export.review_data import ReviewData, make_review_data
 from tests.unit.tasks.review.review_edits import (
     added_cat_mask,
     coco_review,
+    cvat_xml,
     label_studio_review,
     mask_of,
     redrawn_dog_mask,
@@ -228,3 +229,18 @@ def test_bad_review_files_are_refused_whole(
     with session_scope(engine) as session:
         assert session.scalars(select(ReviewEvent)).all() == []
     engine.dispose()
+
+
+def test_cvat_xml_review_round_trip(data: ReviewData, tmp_path: Path) -> None:
+    _, rect, _, wide = _ids(data)
+    before = _rows(data)
+    doc = json.loads(
+        (_export(data, tmp_path, "cvat") / "annotations/instances_default.json").read_text()
+    )
+    path = tmp_path / "annotations.xml"
+    path.write_bytes(cvat_xml(coco_review(doc, rect_id=rect, wide_id=wide)))
+    result = _import(data, tmp_path, "cvat-xml", path)
+    assert (result.images, result.skipped_items) == (3, 1)  # c.png's box holds no mask
+    _check_decisions(data, before, result)
+    again = _import(data, tmp_path, "cvat-xml", path)
+    assert again.already_imported

@@ -13,6 +13,7 @@ from autolabel.flows.cli.review import review_app
 from autolabel.flows.cli.review_export import export_review_command
 from autolabel.flows.cli.review_import import import_review_command
 from autolabel.flows.cli.sa1b_commands import export_sa1b, ingest_sa1b
+from autolabel.flows.cli.sampling import sample_review_command
 from autolabel.flows.cli.serve import serve
 from autolabel.flows.cli.train import evaluate, train
 
@@ -34,6 +35,7 @@ app.command(name="ingest-sa1b")(needs_database(ingest_sa1b))
 app.command(name="export-sa1b")(needs_database(export_sa1b))
 app.command(name="export-review")(needs_database(export_review_command))
 app.command(name="import-review")(needs_database(import_review_command))
+app.command(name="sample-review")(needs_database(sample_review_command))
 app.command()(train)
 app.command(name="eval")(evaluate)
 app.add_typer(db_app, name="db")

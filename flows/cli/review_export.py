@@ -6,11 +6,15 @@ core for flows).
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from pydantic import ValidationError
 
 from autolabel.flows.errors import FlowError
+
+if TYPE_CHECKING:
+    from autolabel.tasks.export.review_export import ReviewExportResult
 
 
 class ReviewExportParameterError(FlowError, ValueError):
@@ -50,12 +54,18 @@ def export_review_command(
     image_root: str | None = typer.Option(
         None, help="Store URL the file_names are relative to (default: the dataset's source)."
     ),
+    images_from: str | None = typer.Option(
+        None,
+        help="Only the images of this selection (`autolabel sample-review --output`); its run "
+        "unless --run is given.",
+    ),
 ) -> None:
     """Export a dataset (or one run) for review: Label Studio tasks with brush predictions,
     CVAT-importable COCO 1.0, or a FiftyOne-loadable COCO detection dataset."""
     from autolabel.flows.resources import process_resources  # the database and stores: lazily
     from autolabel.flows.settings import load_settings
     from autolabel.tasks.export.review_export import ReviewExportRequest, export_review
+    from autolabel.tasks.sampling.review_sample import load_selection, restrict_to_selection
 
     try:
         request = ReviewExportRequest(
@@ -72,7 +82,14 @@ def export_review_command(
         )
     except ValidationError as exc:
         raise ReviewExportParameterError(_one_line(exc)) from None
-    result = export_review(request, process_resources(load_settings()))
+    resources = process_resources(load_settings())
+    if images_from is not None:
+        request = restrict_to_selection(request, load_selection(images_from, resources))
+    report_export(export_review(request, resources))
+
+
+def report_export(result: "ReviewExportResult") -> None:
+    """Print what a review export wrote."""
     typer.echo(
         f"wrote {result.annotations} annotations of {result.images} images for "
         f"{result.format} to {result.output}"

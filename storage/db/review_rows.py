@@ -8,7 +8,7 @@ annotations, ordered by image then annotation id) is read with a server-side cur
 holds one page of rows. Read-only: the caller's session, never a commit.
 """
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -76,9 +76,13 @@ def review_categories(session: Session, *, dataset_id: int) -> list[tuple[int, s
     return [(i, name, supercategory) for i, name, supercategory in rows]
 
 
-def _query(dataset_id: int, flt: ExportFilter) -> Select[*tuple[Any, ...]]:
+def _query(
+    dataset_id: int, flt: ExportFilter, image_ids: Collection[int] | None
+) -> Select[*tuple[Any, ...]]:
     on = [Annotation.image_id == Image.id, Annotation.dataset_id == dataset_id]
     images = [Image.dataset_id == dataset_id]
+    if image_ids is not None:
+        images.append(Image.id.in_(sorted(image_ids)))
     if flt.run_id is None:
         images.append(Image.status == ImageStatus.DONE)
     else:
@@ -138,10 +142,17 @@ def _instance(row: Any) -> ReviewInstance:
 
 
 def iter_review_images(
-    session: Session, *, dataset_id: int, flt: ExportFilter, batch_size: int = 2000
+    session: Session,
+    *,
+    dataset_id: int,
+    flt: ExportFilter,
+    image_ids: Collection[int] | None = None,
+    batch_size: int = 2000,
 ) -> Iterator[tuple[ReviewImage, list[ReviewInstance]]]:
-    """Stream (image, its instances in id order) for every selected image, by image id."""
-    rows = session.execute(_query(dataset_id, flt), execution_options={"yield_per": batch_size})
+    """Stream (image, its instances in id order) for every selected image, by image id; with
+    `image_ids`, only those of the selected images (e.g. a sampled review set)."""
+    query = _query(dataset_id, flt, image_ids)
+    rows = session.execute(query, execution_options={"yield_per": batch_size})
     for _, group in groupby(rows, key=lambda row: row[0]):
         image_rows = list(group)
         image_id, key, width, height = image_rows[0][:4]

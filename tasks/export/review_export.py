@@ -50,6 +50,7 @@ from autolabel.tasks.resources import Resources
 ReviewFormat = Literal["label-studio", "cvat", "fiftyone"]
 LABEL_STUDIO_TASKS = "tasks.json"
 LABEL_STUDIO_CONFIG = "labeling_config.xml"
+MAX_EXPORT_IMAGE_IDS = 50_000  # one SQL IN list
 
 
 class ReviewExportRequest(BaseModel):
@@ -76,6 +77,11 @@ class ReviewExportRequest(BaseModel):
     )
     image_root: str | None = Field(
         None, description="Store URL the file_names are relative to (default: dataset source)."
+    )
+    image_ids: tuple[int, ...] | None = Field(
+        None,
+        max_length=MAX_EXPORT_IMAGE_IDS,
+        description="Only these images (a sampled review set); None: every selected image.",
     )
 
     @model_validator(mode="after")
@@ -229,7 +235,9 @@ def _write_label_studio(
         cats = review_categories(session, dataset_id=dataset_id)
         with folder.text(LABEL_STUDIO_CONFIG) as stream:
             stream.write(labeling_config([name for _, name, _ in cats]))
-        rows = iter_review_images(session, dataset_id=dataset_id, flt=flt)
+        rows = iter_review_images(
+            session, dataset_id=dataset_id, flt=flt, image_ids=request.image_ids
+        )
         with folder.text(LABEL_STUDIO_TASKS) as stream:
             return write_label_studio_tasks(
                 stream, rows, categories={i: n for i, n, _ in cats}, image_url=urls
@@ -265,7 +273,9 @@ def _write_coco(
         with folder.text(annotations_path(flavor)) as stream:
             return write_review_coco(
                 stream,
-                iter_review_images(session, dataset_id=dataset_id, flt=flt),
+                iter_review_images(
+                    session, dataset_id=dataset_id, flt=flt, image_ids=request.image_ids
+                ),
                 flavor=flavor,
                 categories=review_categories(session, dataset_id=dataset_id),
                 image_root=image_root,

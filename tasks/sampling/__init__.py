@@ -1,0 +1,1 @@
+"""Uncertainty sampling: the images most worth reviewing within a budget, saved and exported."""

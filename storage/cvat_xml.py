@@ -76,7 +76,11 @@ def _item(element: Any, number: int, height: int, width: int) -> ReviewedItem | 
     if not label:
         raise FormatError(f"expected label= on <{element.tag}>")
     return ReviewedItem(
-        annotation_id=_our_id(element), category=label, rle=rle, item_key=f"{element.tag}-{number}"
+        annotation_id=_our_id(element),
+        category=label,
+        rle=rle,
+        item_key=f"{element.tag}-{number}",
+        outline=element.tag == "polygon",
     )
 
 

@@ -22,7 +22,7 @@ image holds (regions of other types are listed as skipped).
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -31,7 +31,7 @@ import numpy.typing as npt
 from autolabel.storage.brush_rle import decode_brush, encode_brush
 from autolabel.storage.errors import FormatError
 from autolabel.storage.review_items import ReviewedImageItems, ReviewedItem
-from autolabel.storage.rle import encode_mask, polygons_to_rle
+from autolabel.storage.rle import decode_rle, encode_mask, mask_to_polygons, polygons_to_rle
 
 FROM_NAME = "tag"
 TO_NAME = "image"
@@ -39,14 +39,19 @@ REGION_ID_PREFIX = "a"
 DEFAULT_MODEL_VERSION = "autolabel"
 
 
-def labeling_config(category_names: Sequence[str]) -> str:
-    """The labeling interface XML: an image, and brush labels, one per category name."""
+RegionShape = Literal["brush", "polygon"]
+_CONTROLS: dict[RegionShape, str] = {"brush": "BrushLabels", "polygon": "PolygonLabels"}
+
+
+def labeling_config(category_names: Sequence[str], shape: RegionShape = "brush") -> str:
+    """The labeling interface XML: an image, and brush (or polygon) labels, one per category."""
     labels = "".join(f"\n    <Label value={quoteattr(name)}/>" for name in category_names)
+    control = _CONTROLS[shape]
     return (
         "<View>\n"
         f'  <Image name="{TO_NAME}" value="${TO_NAME}" zoom="true"/>\n'
-        f'  <BrushLabels name="{FROM_NAME}" toName="{TO_NAME}">{labels}\n'
-        "  </BrushLabels>\n"
+        f'  <{control} name="{FROM_NAME}" toName="{TO_NAME}">{labels}\n'
+        f"  </{control}>\n"
         "</View>\n"
     )
 
@@ -100,6 +105,41 @@ def brush_region(
     if score is not None:
         region["score"] = float(score)
     return region
+
+
+def polygon_regions(
+    *,
+    annotation_id: int,
+    label: str,
+    mask_hw: npt.NDArray[np.bool_],
+    score: float | None,
+    meta: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """`polygonlabels` regions of a mask: one per outer boundary (Label Studio polygons have one
+    part and no holes), points in percent of the image; the first region's id is `a<id>`, the
+    others `a<id>p<k>`, all with `meta.autolabel_annotation_id` (a review import unites them)."""
+    height, width = mask_hw.shape
+    regions = []
+    for k, flat in enumerate(mask_to_polygons(mask_hw)):
+        points = [
+            [round(x * 100.0 / width, 6), round(y * 100.0 / height, 6)]
+            for x, y in zip(flat[0::2], flat[1::2], strict=True)
+        ]
+        region: dict[str, Any] = {
+            "id": region_id(annotation_id) + (f"p{k}" if k else ""),
+            "type": "polygonlabels",
+            "from_name": FROM_NAME,
+            "to_name": TO_NAME,
+            "original_width": int(width),
+            "original_height": int(height),
+            "image_rotation": 0,
+            "value": {"points": points, "polygonlabels": [label], "closed": True},
+            "meta": {"autolabel_annotation_id": annotation_id, **(meta or {})},
+        }
+        if score is not None:
+            region["score"] = float(score)
+        regions.append(region)
+    return regions
 
 
 def prediction(model_version: str, regions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -156,8 +196,12 @@ def _region_item(region: Mapping[str, Any]) -> ReviewedItem | str:
         points = value.get("points")
         if not isinstance(points, list) or len(points) < 3:
             raise FormatError(f"expected >= 3 polygon points in region {rid!r}")
+        # Pixels to 1/1000 px: an outline we exported (percent to 6 decimals) comes back on
+        # exactly its vertices, so an untouched polygon rasterizes to the same pixels.
         flat = [
-            float(c) * scale / 100.0 for x, y in points for c, scale in ((x, width), (y, height))
+            round(float(c) * scale / 100.0, 3)
+            for x, y in points
+            for c, scale in ((x, width), (y, height))
         ]
         rle = polygons_to_rle([flat], height, width)
     return ReviewedItem(
@@ -165,7 +209,35 @@ def _region_item(region: Mapping[str, Any]) -> ReviewedItem | str:
         category=_label(region, kind),
         rle=rle,
         item_key=rid,
+        outline=kind == "polygonlabels",
     )
+
+
+def _united(items: list[ReviewedItem]) -> list[ReviewedItem]:
+    """One item per stored annotation: the parts of a polygon export (same annotation id and
+    label) as one mask."""
+    groups: dict[tuple[int, str], list[ReviewedItem]] = {}
+    out: list[ReviewedItem] = []
+    for item in items:
+        if item.annotation_id is None:
+            out.append(item)
+        else:
+            groups.setdefault((item.annotation_id, item.category), []).append(item)
+    for parts in groups.values():
+        if len(parts) == 1:
+            out.append(parts[0])
+            continue
+        mask = np.logical_or.reduce([decode_rle(p.rle) for p in parts])
+        out.append(
+            ReviewedItem(
+                annotation_id=parts[0].annotation_id,
+                category=parts[0].category,
+                rle=encode_mask(mask),
+                item_key="+".join(p.item_key for p in parts),
+                outline=any(p.outline for p in parts),
+            )
+        )
+    return out
 
 
 def _reviewer(annotation: Mapping[str, Any]) -> str | None:
@@ -205,7 +277,7 @@ def _reviewed_task(task_doc: Mapping[str, Any]) -> ReviewedImageItems | None:
         done, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id", 0))
     )
     regions = [_region_item(region) for region in latest.get("result") or []]
-    items = [r for r in regions if isinstance(r, ReviewedItem)]
+    items = _united([r for r in regions if isinstance(r, ReviewedItem)])
     data = task_doc.get("data") or {}
     image_id = data.get("autolabel_image_id")
     sizes = {(i.rle["size"][1], i.rle["size"][0]) for i in items}

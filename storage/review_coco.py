@@ -134,6 +134,7 @@ def _item(
         category=names[ann["category_id"]],
         rle=segmentation_to_rle(ann["segmentation"], height=height, width=width),
         item_key=str(ann.get("id", "")),
+        outline=isinstance(ann["segmentation"], list),
     )
 
 

@@ -28,12 +28,15 @@ class ReviewedItem:
         category: Label name.
         rle: The mask at the image's size (compressed COCO RLE, column-major).
         item_key: The tool's own id of the item (region id, annotation id), for the history.
+        outline: The tool held it as polygons (an unchanged prediction then equals the
+            prediction's polygons, not its pixels).
     """
 
     annotation_id: int | None
     category: str
     rle: Rle
     item_key: str
+    outline: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -40,6 +40,11 @@ def export_review_command(
         help="label-studio: s3:// images as presigned HTTPS URLs (presigned) or as s3:// URLs "
         "for a bucket connected as Label Studio cloud storage (s3).",
     ),
+    regions: str = typer.Option(
+        "brush",
+        help="label-studio: regions as brush masks (exact) or polygon outlines (holes filled, "
+        "one region per part).",
+    ),
     expiry_seconds: int = typer.Option(
         86_400, help="label-studio: lifetime of presigned URLs (at most 604800, 7 days)."
     ),
@@ -75,6 +80,7 @@ def export_review_command(
             run_id=run,
             min_score=min_score,
             url_mode=url_mode,
+            regions=regions,
             expiry_seconds=expiry_seconds,
             local_files_root=str(local_files_root) if local_files_root else None,
             with_images=with_images,

@@ -39,8 +39,8 @@ def import_review_command(
 ) -> None:
     """Import a review: each prediction of a reviewed image accepted, corrected or rejected,
     each object a reviewer drew added, with history; the same file twice changes nothing."""
+    from autolabel.flows.import_review import accepted_to_sa1b
     from autolabel.flows.resources import process_resources  # the database: lazily
-    from autolabel.flows.review_import import accepted_to_sa1b
     from autolabel.flows.settings import load_settings
     from autolabel.tasks.review.review_import import ReviewImportRequest, import_review
 

@@ -43,7 +43,16 @@ from autolabel.storage.db.tables import (
 )
 from autolabel.storage.mask_clip import fit_mask
 from autolabel.storage.review_items import ReviewedImageItems, ReviewedItem, fingerprint
-from autolabel.storage.rle import Rle, decode_rle, encode_mask, rle_areas, rle_bboxes, rle_iou
+from autolabel.storage.rle import (
+    Rle,
+    decode_rle,
+    encode_mask,
+    mask_to_polygons,
+    polygons_to_rle,
+    rle_areas,
+    rle_bboxes,
+    rle_iou,
+)
 
 _VISIBLE = (ReviewStatus.UNREVIEWED, ReviewStatus.ACCEPTED)
 
@@ -136,6 +145,19 @@ class _ImageState:
         return max(used, default=-1) + 1
 
 
+def _similarity(stored: Rle, item: ReviewedItem) -> float:
+    """Mask IoU of a reviewed item with a stored prediction (fitted to the item's size); for an
+    item held as polygons, the better of that and the IoU with the prediction's own polygons."""
+    fitted = _same_size(stored, item.rle)
+    iou = rle_iou(fitted, item.rle)
+    if item.outline and iou < 1.0:
+        height, width = (int(v) for v in item.rle["size"])
+        polygons = mask_to_polygons(decode_rle(fitted))
+        if polygons:
+            iou = max(iou, rle_iou(polygons_to_rle(polygons, height, width), item.rle))
+    return iou
+
+
 def _same_size(rle: Rle, like: Rle) -> Rle:
     height, width = int(like["size"][0]), int(like["size"][1])
     if list(rle["size"]) == [height, width]:
@@ -162,7 +184,7 @@ def _match(
     added = []
     for item in loose:
         candidates = [
-            (rle_iou(_same_size(state.rows[a].rle, item.rle), item.rle), a)
+            (_similarity(state.rows[a].rle, item), a)
             for a in sorted(shown - matched.keys())
             if state.rows[a].category_id == category_ids[item.category]
         ]
@@ -261,7 +283,7 @@ class _Recorder:
     ) -> None:
         """Accept `target` (kept as is) or correct it (a new row stands for it)."""
         row = at.state.rows[target]
-        iou = rle_iou(_same_size(row.rle, item.rle), item.rle)
+        iou = _similarity(row.rle, item)
         if row.category_id == category_id and iou >= self.same_iou:
             if row.status is ReviewStatus.ACCEPTED:
                 self.counts.unchanged += 1

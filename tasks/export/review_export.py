@@ -31,7 +31,7 @@ from autolabel.storage.db.coco_export import ExportFilter, unwritable
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.review_rows import ReviewImage, iter_review_images, review_categories
 from autolabel.storage.errors import ObjectNotFoundError, StorageConfigError, StorageError
-from autolabel.storage.label_studio import labeling_config
+from autolabel.storage.label_studio import RegionShape, labeling_config
 from autolabel.storage.objectstore import ObjectStore
 from autolabel.storage.review_coco import (
     FIFTYONE_DATA_MAP,
@@ -65,6 +65,9 @@ class ReviewExportRequest(BaseModel):
     min_score: float | None = Field(None, description="Leave out annotations scored below this.")
     url_mode: ImageUrlMode = Field(
         "presigned", description="Label Studio image URLs of s3:// images: presigned or s3."
+    )
+    regions: RegionShape = Field(
+        "brush", description="Label Studio regions: brush (exact masks) or polygon (outlines)."
     )
     expiry_seconds: int = Field(
         86_400, ge=1, le=MAX_EXPIRY_SECONDS, description="Lifetime of presigned URLs."
@@ -234,13 +237,17 @@ def _write_label_studio(
     with session_scope(resources.engine) as session:
         cats = review_categories(session, dataset_id=dataset_id)
         with folder.text(LABEL_STUDIO_CONFIG) as stream:
-            stream.write(labeling_config([name for _, name, _ in cats]))
+            stream.write(labeling_config([name for _, name, _ in cats], request.regions))
         rows = iter_review_images(
             session, dataset_id=dataset_id, flt=flt, image_ids=request.image_ids
         )
         with folder.text(LABEL_STUDIO_TASKS) as stream:
             return write_label_studio_tasks(
-                stream, rows, categories={i: n for i, n, _ in cats}, image_url=urls
+                stream,
+                rows,
+                categories={i: n for i, n, _ in cats},
+                image_url=urls,
+                shape=request.regions,
             )
 
 

@@ -16,7 +16,9 @@ from autolabel.storage.coco import CocoJsonWriter, category_record
 from autolabel.storage.db.review_rows import ReviewImage, ReviewInstance
 from autolabel.storage.label_studio import (
     DEFAULT_MODEL_VERSION,
+    RegionShape,
     brush_region,
+    polygon_regions,
     prediction,
     task,
 )
@@ -58,6 +60,7 @@ def _label_studio_predictions(
     width: int,
     categories: Mapping[int, str],
     counts: WriteCounts,
+    shape: RegionShape,
 ) -> list[dict[str, Any]]:
     """One prediction per model version, in order of first appearance."""
     by_version: dict[str, list[dict[str, Any]]] = {}
@@ -67,14 +70,15 @@ def _label_studio_predictions(
         counts.fitted += mask is not stored
         pairs = (("predicted_iou", inst.predicted_iou), ("stability_score", inst.stability_score))
         meta = {k: v for k, v in pairs if v is not None}
-        region = brush_region(
+        make = (lambda **kw: [brush_region(**kw)]) if shape == "brush" else polygon_regions
+        regions = make(
             annotation_id=inst.annotation_id,
             label=categories[inst.category_id],
             mask_hw=mask,
             score=inst.score,
             meta=meta,
         )
-        by_version.setdefault(inst.model_version or DEFAULT_MODEL_VERSION, []).append(region)
+        by_version.setdefault(inst.model_version or DEFAULT_MODEL_VERSION, []).extend(regions)
         counts.annotations += 1
     return [prediction(version, regions) for version, regions in by_version.items()]
 
@@ -85,9 +89,10 @@ def write_label_studio_tasks(
     *,
     categories: Mapping[int, str],
     image_url: Callable[[str], str],
+    shape: RegionShape = "brush",
 ) -> WriteCounts:
     """Write a Label Studio tasks JSON list: one task per image (see
-    `autolabel.storage.label_studio`), brush regions fitted to the image.
+    `autolabel.storage.label_studio`), brush (or polygon) regions fitted to the image.
 
     Args:
         stream: Text stream receiving the JSON array.
@@ -100,7 +105,12 @@ def write_label_studio_tasks(
     for image, instances in rows:
         height, width = image_size(image, instances)
         predictions = _label_studio_predictions(
-            instances, height=height, width=width, categories=categories, counts=counts
+            instances,
+            height=height,
+            width=width,
+            categories=categories,
+            counts=counts,
+            shape=shape,
         )
         record = task(
             image_url=image_url(image.storage_key),

@@ -75,13 +75,17 @@ def _check_decisions(data: ReviewData, before: dict[int, Annotation], result: An
     rows = _rows(data)
     for aid, old in before.items():  # every original prediction kept, pixels and all
         assert (rows[aid].seg_counts, rows[aid].bbox_x, rows[aid].score) == (
-            old.seg_counts, old.bbox_x, old.score,
-        )  # fmt: skip
+            old.seg_counts,
+            old.bbox_x,
+            old.score,
+        )
     status = {aid: rows[aid].review_status for aid in (blob, rect, tall, wide)}
     assert status == {
-        blob: ReviewStatus.ACCEPTED, rect: ReviewStatus.SUPERSEDED,
-        tall: ReviewStatus.ACCEPTED, wide: ReviewStatus.REJECTED,
-    }  # fmt: skip
+        blob: ReviewStatus.ACCEPTED,
+        rect: ReviewStatus.SUPERSEDED,
+        tall: ReviewStatus.ACCEPTED,
+        wide: ReviewStatus.REJECTED,
+    }
     new = {aid: r for aid, r in rows.items() if aid not in before}
     assert {r.work_key for r in new.values()} == {REVIEW_WORK_KEY}
     assert all(r.review_status is ReviewStatus.ACCEPTED for r in new.values())
@@ -198,14 +202,17 @@ BAD = {
     "unknown image": ("unknown", lambda d: d["images"][0].update(coco_url="s3://x/y.png")),
     "other size": ("size", lambda d: d["images"][0].update(width=d["images"][0]["width"] + 1)),
     "not coco": ("COCO", lambda d: d.pop("images")),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_review_files_are_refused_whole(
-    data: ReviewData, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str],
+    data: ReviewData,
+    tmp_path: Path,
+    case: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     from tests.cli_runner import run_in_process
 
     word, edit = BAD[case]
@@ -244,3 +251,35 @@ def test_cvat_xml_review_round_trip(data: ReviewData, tmp_path: Path) -> None:
     _check_decisions(data, before, result)
     again = _import(data, tmp_path, "cvat-xml", path)
     assert again.already_imported
+
+
+def test_label_studio_polygons_kept_as_exported_are_accepted(
+    data: ReviewData, tmp_path: Path
+) -> None:
+    out = tmp_path / "poly"
+    export_review(
+        ReviewExportRequest(
+            dataset=data.dataset,
+            format="label-studio",
+            output=str(out),
+            local_files_root=str(tmp_path),
+            regions="polygon",
+        ),
+        data.resources(tmp_path),
+    )
+    assert "<PolygonLabels" in (out / "labeling_config.xml").read_text()
+    tasks = json.loads((out / "tasks.json").read_text())
+    regions = [r for t in tasks for p in t["predictions"] for r in p["result"]]
+    assert {r["type"] for r in regions} == {"polygonlabels"}
+    assert len(regions) > len(data.expected)  # the noisy blob has several parts
+    for task in tasks:  # the reviewer submits every prediction untouched
+        task["annotations"] = [
+            {
+                "id": 1,
+                "completed_by": 2,
+                "result": task["predictions"][0]["result"] if task["predictions"] else [],
+            }
+        ]
+    result = _import(data, tmp_path, "label-studio", _write(tmp_path / "ls.json", tasks))
+    assert (result.accepted, result.corrected, result.rejected, result.added) == (4, 0, 0, 0)
+    assert result.images == 3

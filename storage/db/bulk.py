@@ -64,6 +64,7 @@ _COLUMN_VALUES: tuple[tuple[str, Callable[[_RowSource], Any]], ...] = (
     ("stability_score", lambda r: _opt_float(r[0].stability_score)),
     ("phrase", lambda r: r[0].phrase),
     ("model_version", lambda r: r[0].model_version),
+    ("box_iou", lambda r: _opt_float(r[0].box_iou)),
 )
 _COLUMNS = tuple(name for name, _ in _COLUMN_VALUES)
 _COPY_TYPE_BY_SQL = {

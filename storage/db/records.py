@@ -45,6 +45,7 @@ class AnnotationIn:
         phrase: Matched text phrase.
         model_version: Name of the segmenter model version.
         iscrowd: COCO crowd flag.
+        box_iou: IoU of the detector's box with the mask's box (None: no detector box).
     """
 
     image_id: int
@@ -61,6 +62,7 @@ class AnnotationIn:
     phrase: str | None = None
     model_version: str | None = None
     iscrowd: bool = False
+    box_iou: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

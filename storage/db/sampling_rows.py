@@ -7,10 +7,11 @@ out); unless `include_reviewed`, images a reviewer already saw are left out whol
 annotation a reviewer decided on (`review_status` other than `unreviewed`, whatever the run) or
 covered by an imported review file (`reviewed_images`).
 
-Boxes: the labeling pipeline stores each mask's own tight box (computed from its RLE), not the
-detector's box; a COCO import stores the file's box. Each row carries the stored box and the
-box of the stored mask (`pycocotools` `toBbox` on the RLE, no decoding), so where they differ
-(imports, hand-made or fitted rows) the disagreement is visible.
+Boxes: the labeling pipeline stores each mask's own tight box and, in `box_iou`, the IoU of the
+detector's box (the segmenter's prompt) with it; a COCO import stores the file's box. Each row
+carries `box_iou`, the stored box and the box of the stored mask (`pycocotools` `toBbox` on the
+RLE, no decoding), so rows without `box_iou` (imports, hand-made or fitted rows) show their
+disagreement too.
 
 Thresholds: each row carries the detector box threshold its run recorded for its category
 (`thresholds.category_box_thresholds`, else `thresholds.box_threshold` of the run's parameters),
@@ -66,6 +67,7 @@ class SignalRow:
         score: Detector score; predicted_iou and stability_score the segmenter's (None: unknown).
         bbox_xywh_px: Stored box (x, y, width, height), image pixels, origin top-left.
         mask_bbox_xywh_px: Tight box of the stored mask, same frame; all zeros for an empty mask.
+        box_iou: IoU of the detector's box with the mask's box, when the pipeline stored it.
         score_threshold: Detector box threshold the annotation passed, None when unknown.
         accepted: A reviewer accepted it.
     """
@@ -79,6 +81,7 @@ class SignalRow:
     stability_score: float | None
     bbox_xywh_px: BoxXywh
     mask_bbox_xywh_px: BoxXywh
+    box_iou: float | None
     score_threshold: float | None
     accepted: bool
 
@@ -180,6 +183,7 @@ def _query(dataset_id: int, flt: SignalFilter) -> Select[*tuple[Any, ...]]:
             Annotation.seg_height,
             Annotation.seg_width,
             Annotation.review_status,
+            Annotation.box_iou,
         )
         .join(Image, Image.id == Annotation.image_id)
         .where(*_conditions(dataset_id, flt))
@@ -204,6 +208,7 @@ def _page(
             stability_score=stab,
             bbox_xywh_px=(x, y, w, h),
             mask_bbox_xywh_px=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+            box_iou=row[16],
             score_threshold=run.get(names.get(cid)) if (run := thresholds.get(run_id)) else None,
             accepted=row[15] == ReviewStatus.ACCEPTED,
         )

@@ -306,6 +306,9 @@ class Annotation(Base):
     stability_score: Mapped[float | None] = mapped_column(Float)
     phrase: Mapped[str | None] = mapped_column(Text)
     model_version: Mapped[str | None] = mapped_column(String(200))
+    # IoU of the detector's box (the segmenter's prompt) with the mask's own box: low when the
+    # mask spills out of or fills little of its box. None for rows no detector produced.
+    box_iou: Mapped[float | None] = mapped_column(Float)
     review_status: Mapped[ReviewStatus] = mapped_column(
         str_enum(ReviewStatus, "review_status"), default=ReviewStatus.UNREVIEWED
     )

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from autolabel.models.box_ops import box_iou
 from autolabel.models.detection import Detections
 from autolabel.models.efficientvit_sam.inference import segment_boxes_batch
 from autolabel.models.efficientvit_sam.sam import EfficientViTSam
@@ -216,6 +217,7 @@ class ShardLabeler:
         bboxes = rle_bboxes(rles)
         logits = torch.from_numpy(masks.low_res_logits)
         stability = stability_score(logits, 0.0, _STABILITY_OFFSET).numpy()
+        agreement = _box_agreement(det.boxes_xyxy_px[: len(rles)], bboxes)
         annotations: list[AnnotationIn] = []
         for i, rle in enumerate(rles):
             if areas[i] == 0:
@@ -236,9 +238,21 @@ class ShardLabeler:
                     stability_score=float(stability[i]),
                     phrase=det.phrases[i],
                     model_version=self.model_version,
+                    box_iou=float(agreement[i]),
                 )
             )
         return annotations
+
+
+def _box_agreement(
+    boxes_xyxy: npt.NDArray[np.float32], mask_xywh: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float32]:
+    """(N,) IoU of each detector box with its mask's tight box."""
+    if len(boxes_xyxy) == 0:
+        return np.zeros(0, dtype=np.float32)
+    mask_xyxy = torch.from_numpy(mask_xywh).float()
+    mask_xyxy[:, 2:] += mask_xyxy[:, :2]
+    return box_iou(torch.from_numpy(boxes_xyxy).float(), mask_xyxy).diagonal().numpy()
 
 
 def resolve_image(resources: Resources, roots: Sequence[str], url: str) -> tuple[ObjectStore, str]:

@@ -177,7 +177,10 @@ def signals(row: SignalRow, *, rarity: float, policy: SamplingPolicy) -> dict[st
             threshold = policy.default_score_threshold
         out["detector_score"] = _clip(1.0 - (row.score - threshold) / policy.score_margin)
     empty = row.mask_bbox_xywh_px[2] <= 0 or row.mask_bbox_xywh_px[3] <= 0
-    out["box_mask"] = 1.0 if empty else 1.0 - _iou(row.bbox_xywh_px, row.mask_bbox_xywh_px)
+    if row.box_iou is not None:  # the detector's box against the mask's, as labeled
+        out["box_mask"] = 1.0 - _clip(row.box_iou)
+    else:
+        out["box_mask"] = 1.0 if empty else 1.0 - _iou(row.bbox_xywh_px, row.mask_bbox_xywh_px)
     out["rarity"] = _clip(rarity)
     return out
 

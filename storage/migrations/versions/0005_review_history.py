@@ -1,5 +1,6 @@
 """review history: review imports, reviewed images, review events, tuned category thresholds;
-annotations may be `superseded` by a reviewer's corrected copy
+annotations may be `superseded` by a reviewer's corrected copy, and keep their detector box's IoU
+with their mask's box
 
 Revision ID: 0005
 Revises: 0004
@@ -35,8 +36,12 @@ def _fk(table: str, column: str, target: str) -> sa.ForeignKeyConstraint:
     )
 
 
-def _set_review_statuses(values: Sequence[str]) -> None:
+def _set_review_statuses(values: Sequence[str], *, box_iou: bool) -> None:
     with op.batch_alter_table("annotations") as batch:
+        if box_iou:
+            batch.add_column(sa.Column("box_iou", sa.Float(), nullable=True))
+        else:
+            batch.drop_column("box_iou")
         batch.drop_constraint(op.f("ck_annotations_review_status"), type_="check")
         batch.create_check_constraint(
             op.f("ck_annotations_review_status"), _check("review_status", values)
@@ -123,7 +128,7 @@ def upgrade() -> None:
         ),
     )
     op.create_index(op.f("ix_reviewed_images_image_id"), "reviewed_images", ["image_id"])
-    _set_review_statuses(_NEW_REVIEW)
+    _set_review_statuses(_NEW_REVIEW, box_iou=True)
 
 
 def downgrade() -> None:
@@ -132,7 +137,7 @@ def downgrade() -> None:
     op.execute(
         "UPDATE annotations SET review_status = 'rejected' WHERE review_status = 'superseded'"
     )
-    _set_review_statuses(_OLD_REVIEW)
+    _set_review_statuses(_OLD_REVIEW, box_iou=False)
     op.drop_index(op.f("ix_reviewed_images_image_id"), table_name="reviewed_images")
     op.drop_table("reviewed_images")
     op.drop_index(op.f("ix_review_events_import_id"), table_name="review_events")

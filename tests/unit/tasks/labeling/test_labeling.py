@@ -122,6 +122,11 @@ def test_outcomes_in_order_with_failures_and_empty_images(
             assert ann.category_id == 5
             assert ann.model_version == "test@random"
             assert 0.0 <= (ann.stability_score or 0.0) <= 1.0
+            # the detector's box (the middle half of the 40 x 60 image) against the mask's box
+            ix = max(0.0, min(x + w, 45.0) - max(x, 15.0))
+            iy = max(0.0, min(y + h, 30.0) - max(y, 10.0))
+            inter = ix * iy
+            assert ann.box_iou == pytest.approx(inter / (w * h + 30.0 * 20.0 - inter), abs=1e-5)
 
 
 def test_detector_out_of_memory_halves_its_batch(

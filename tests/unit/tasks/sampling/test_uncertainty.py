@@ -39,6 +39,7 @@ def _row(
         "stability_score": 0.97,
         "bbox_xywh_px": BOX,
         "mask_bbox_xywh_px": BOX,
+        "box_iou": None,
         "score_threshold": 0.35,
         "accepted": False,
         **signals,
@@ -187,3 +188,12 @@ def test_the_policy_validates_its_bounds() -> None:
     for bad in ({"budget": 0}, {"budget": 1, "unit": "masks"}, {"budget": 1, "score_margin": 0}):
         with pytest.raises(ValidationError):
             SamplingPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_the_detector_box_agreement_stored_by_labeling_drives_box_mask() -> None:
+    policy = SamplingPolicy(budget=1)
+    agreeing = annotation_uncertainty(_row(1, 1, box_iou=0.95), rarity=0.0, policy=policy)
+    spilling = annotation_uncertainty(_row(1, 2, box_iou=0.2), rarity=0.0, policy=policy)
+    assert spilling.signals["box_mask"] == pytest.approx(0.8)
+    assert agreeing.signals["box_mask"] == pytest.approx(0.05)
+    assert spilling.value > agreeing.value

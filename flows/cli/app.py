@@ -9,6 +9,7 @@ from autolabel.flows.cli.db import db_app
 from autolabel.flows.cli.demo import demo
 from autolabel.flows.cli.doctor import doctor
 from autolabel.flows.cli.label import export, label, runs
+from autolabel.flows.cli.quality import quality_report_command
 from autolabel.flows.cli.review import review_app
 from autolabel.flows.cli.review_export import export_review_command
 from autolabel.flows.cli.review_import import import_review_command
@@ -34,6 +35,7 @@ app.command()(needs_database(serve))
 app.command(name="ingest-sa1b")(needs_database(ingest_sa1b))
 app.command(name="export-sa1b")(needs_database(export_sa1b))
 app.command(name="export-review")(needs_database(export_review_command))
+app.command(name="quality-report")(needs_database(quality_report_command))
 app.command(name="import-review")(needs_database(import_review_command))
 app.command(name="sample-review")(needs_database(sample_review_command))
 app.command()(train)

@@ -51,16 +51,26 @@ REVIEW_WORK_KEY = "review"
 """The `work_key` of annotations a review import created (corrected copies, added objects)."""
 
 
-def reviewed_image_ids(session: Session, *, dataset_id: int) -> list[int]:
-    """Ids of the dataset's images that any review import covered, ascending."""
-    rows = session.execute(
+def reviewed_image_ids(
+    session: Session, *, dataset_id: int, among: Sequence[int] | None = None
+) -> list[int]:
+    """Ids of the dataset's images that any review import covered (all, or those of `among`),
+    ascending."""
+    stmt = (
         select(ReviewedImage.image_id)
         .join(Image, Image.id == ReviewedImage.image_id)
         .where(Image.dataset_id == dataset_id)
         .distinct()
-        .order_by(ReviewedImage.image_id)
     )
-    return [int(i) for (i,) in rows]
+    if among is None:
+        return [int(i) for (i,) in session.execute(stmt.order_by(ReviewedImage.image_id))]
+    ids, found = sorted(set(among)), set[int]()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found.update(
+            int(i) for (i,) in session.execute(stmt.where(ReviewedImage.image_id.in_(chunk)))
+        )
+    return sorted(found)
 
 
 def reviewed_labels(
@@ -69,10 +79,7 @@ def reviewed_labels(
     """The reviewed labels of the dataset's reviewed images (all, or those of `image_ids` that
     were reviewed): image id -> labels by annotation id; a reviewed image without labels maps
     to an empty list."""
-    reviewed = reviewed_image_ids(session, dataset_id=dataset_id)
-    if image_ids is not None:
-        wanted = set(image_ids)
-        reviewed = [i for i in reviewed if i in wanted]
+    reviewed = reviewed_image_ids(session, dataset_id=dataset_id, among=image_ids)
     out: dict[int, list[ReviewedLabel]] = {i: [] for i in reviewed}
     for start in range(0, len(reviewed), _CHUNK):
         rows = session.execute(

@@ -36,6 +36,9 @@ def test_deployment_is_loadable_and_valid(
         "export-coco",
         "export-sa1b",
         "retrain-sam",
+        "import-review",
+        "sample-for-review",
+        "quality-report",
     }
     if deployment.get("parameters"):
         flow.validate_parameters(deployment["parameters"])

@@ -266,10 +266,16 @@ def mark_review_status(
         max_score: Only annotations with a detector score below this (unscored: excluded).
         image_ids: Only annotations of these images.
 
+    Superseded annotations (a review import stored a correction for them) are never matched.
+
     Returns:
         Number of annotations matched (their status set, whether or not it changed).
     """
-    conditions = [Annotation.dataset_id == dataset_id]
+    # A superseded prediction stays superseded: its reviewer's correction stands for it.
+    conditions = [
+        Annotation.dataset_id == dataset_id,
+        Annotation.review_status != ReviewStatus.SUPERSEDED,
+    ]
     if run_id is not None:
         conditions.append(Annotation.run_id == run_id)
     if category_id is not None:

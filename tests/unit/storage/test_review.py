@@ -70,3 +70,17 @@ def test_status_names() -> None:
     assert parse_review_status(" Accepted ") is ACCEPTED
     with pytest.raises(ReviewSelectionError, match="unreviewed, accepted, rejected"):
         parse_review_status("pending")
+
+
+def test_superseded_predictions_are_never_marked(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        populate(session, keys=URL_KEYS)
+        first = session.scalars(select(Annotation).order_by(Annotation.id)).first()
+        assert first is not None
+        first.review_status = ReviewStatus.SUPERSEDED
+        superseded = first.id
+    total = len(_statuses(engine))
+    assert mark_annotations(engine, dataset="ds0", status=ACCEPTED) == total - 1
+    assert _statuses(engine)[superseded] is ReviewStatus.SUPERSEDED
+    with pytest.raises(ReviewSelectionError, match="status"):
+        parse_review_status("superseded")

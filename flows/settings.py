@@ -43,6 +43,7 @@ OTHER_VARIABLES = frozenset(
         "AUTOLABEL_SHARED_DIR",  # tests: shared fixture folder
         "AUTOLABEL_OFFICIAL_EFFICIENTVIT",  # bench: official reference checkout
         "AUTOLABEL_OFFICIAL_PYTHON",  # bench: interpreter of the official reference
+        "AUTOLABEL_REQUIRE_REVIEW_TOOLS",  # .ci/run: tests fail, not skip, without a review tool
     }
 )
 

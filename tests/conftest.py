@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 
+# Starts the real Label Studio server of tests/integration/review_tools/ with the session, in the
+# process that runs it (the xdist controller), so that its start overlaps the other tests.
+pytest_plugins = ["tests.integration.review_tools.label_studio_server"]
+
 PG_ADMIN_URL = os.environ.get(
     "AUTOLABEL_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select, true
 from sqlalchemy.orm import Session
 
 from autolabel.storage.coco import (
@@ -24,6 +24,7 @@ from autolabel.storage.coco import (
     image_json,
 )
 from autolabel.storage.db import queries
+from autolabel.storage.db.current_labels import current_prediction_key, is_current_label
 from autolabel.storage.db.tables import (
     HIDDEN_REVIEW_STATUSES,
     Annotation,
@@ -66,7 +67,11 @@ class ExportFilter:
             (images: those whose current etag is done).
         work_key: Only annotations produced under this work key.
         min_score: Drop annotations with a detector score below this (unscored ones are kept).
-        include_rejected: Keep annotations a reviewer rejected.
+        include_rejected: Keep annotations a reviewer rejected (and superseded).
+
+    A dataset-wide selection takes each image's current labels
+    (`autolabel.storage.db.current_labels`): a rerun replaces older predictions, reviewed work
+    stays.
     """
 
     run_id: int | None = None
@@ -109,9 +114,19 @@ def _annotation_query(dataset_id: int, flt: ExportFilter) -> Select[*tuple[Any, 
         stmt = stmt.where(Annotation.work_key == flt.work_key)
     if flt.min_score is not None:
         stmt = stmt.where(or_(Annotation.score.is_(None), Annotation.score >= flt.min_score))
-    if not flt.include_rejected:
-        stmt = stmt.where(Annotation.review_status.not_in(HIDDEN_REVIEW_STATUSES))
-    return stmt.order_by(Annotation.id)
+    return stmt.where(review_selection(dataset_id, flt)).order_by(Annotation.id)
+
+
+def review_selection(dataset_id: int, flt: ExportFilter) -> ColumnElement[bool]:
+    """Which annotations an export of `flt` takes by review status and, dataset-wide, by being
+    their image's current labels."""
+    hidden = Annotation.review_status.in_(HIDDEN_REVIEW_STATUSES)
+    if flt.run_id is not None:
+        return true() if flt.include_rejected else ~hidden
+    current = is_current_label(dataset_id)
+    if flt.include_rejected:
+        return or_(current, and_(hidden, current_prediction_key(dataset_id)))
+    return current
 
 
 def _opt(name: str, value: float | None) -> str:

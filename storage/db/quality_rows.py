@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, and_, case, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
+from autolabel.storage.db.current_labels import current_prediction_key
 from autolabel.storage.db.reviewed_labels import REVIEW_WORK_KEY
 from autolabel.storage.db.tables import (
     Annotation,
@@ -114,8 +115,8 @@ def _scope_images(scope: QualityScope) -> Select[int]:
 
 
 def _is_prediction(scope: QualityScope) -> ColumnElement[bool]:
-    """The scope's predictions: annotations on its images, not created by a review (and written
-    by its run, for a run)."""
+    """The scope's predictions: annotations on its images, not created by a review, written by
+    its run (for a run) or under each image's current work key (for the dataset)."""
     conditions = [
         Annotation.dataset_id == scope.dataset_id,
         Annotation.work_key != REVIEW_WORK_KEY,
@@ -123,6 +124,8 @@ def _is_prediction(scope: QualityScope) -> ColumnElement[bool]:
     ]
     if scope.run_id is not None:
         conditions.append(Annotation.run_id == scope.run_id)
+    else:  # the predictions now in force: each image's current work key, whatever their review
+        conditions.append(current_prediction_key(scope.dataset_id))
     return and_(*conditions)
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from autolabel.storage.db.current_labels import is_current_label
 from autolabel.storage.db.tables import (
     HIDDEN_REVIEW_STATUSES,
     Annotation,
@@ -266,8 +267,9 @@ def iter_images_with_annotations(
 ) -> Iterator[tuple[int, str, list[StoredInstance]]]:
     """Stream (image id, storage key, instances) of annotated images, image by image.
 
-    Rejected annotations are always left out; with `accepted_only`, only reviewer-accepted ones
-    are kept. Memory holds one page of images at a time.
+    Dataset-wide, each image's current labels (`autolabel.storage.db.current_labels`); for a
+    run, its annotations. Rejected and superseded annotations are always left out; with
+    `accepted_only`, only reviewer-accepted ones are kept. Memory holds one page of images.
     """
     stmt = (
         select(
@@ -293,6 +295,8 @@ def iter_images_with_annotations(
     )
     if run_id is not None:
         stmt = stmt.where(Annotation.run_id == run_id)
+    else:
+        stmt = stmt.where(is_current_label(dataset_id))
     if accepted_only:
         stmt = stmt.where(Annotation.review_status == ReviewStatus.ACCEPTED)
     rows = session.execute(

@@ -1,8 +1,9 @@
 """The stored images and instances a review export writes, streamed image by image.
 
 The selection is the COCO export's (`autolabel.storage.db.coco_export.ExportFilter`): for a whole
-dataset, its `done` images and their annotations; for a run, the images the run finished and that
-run's annotations; reviewer-rejected annotations are left out unless asked for. Images without
+dataset, its `done` images and their current labels (`autolabel.storage.db.current_labels`); for
+a run, the images the run finished and that run's annotations; reviewer-rejected and superseded
+annotations are left out unless asked for. Images without
 annotations are included (a reviewer may still add some). One query (images left-joined to their
 annotations, ordered by image then annotation id) is read with a server-side cursor, so memory
 holds one page of rows. Read-only: the caller's session, never a commit.
@@ -16,9 +17,8 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
-from autolabel.storage.db.coco_export import ExportFilter
+from autolabel.storage.db.coco_export import ExportFilter, review_selection
 from autolabel.storage.db.tables import (
-    HIDDEN_REVIEW_STATUSES,
     Annotation,
     Category,
     Image,
@@ -95,8 +95,7 @@ def _query(
         on.append(Annotation.work_key == flt.work_key)
     if flt.min_score is not None:
         on.append(or_(Annotation.score.is_(None), Annotation.score >= flt.min_score))
-    if not flt.include_rejected:
-        on.append(Annotation.review_status.not_in(HIDDEN_REVIEW_STATUSES))
+    on.append(review_selection(dataset_id, flt))
     return (
         select(
             Image.id,

@@ -1,10 +1,11 @@
 """The per-annotation signals that uncertainty sampling reads, streamed. Read-only.
 
 Selection (as the review export's, `autolabel.storage.db.review_rows`): for a whole dataset, the
-annotations of its `done` images; for a run, that run's annotations of the images it finished.
-Only `unreviewed` and `accepted` annotations are read (rejected and superseded ones are left
-out); unless `include_reviewed`, images a reviewer already saw are left out whole: those with any
-annotation a reviewer decided on (`review_status` other than `unreviewed`, whatever the run) or
+predictions of its `done` images under their current work key
+(`autolabel.storage.db.current_labels`); for a run, that run's annotations of the images it
+finished. Only `unreviewed` and `accepted` annotations are read (rejected and superseded ones are
+left out); unless `include_reviewed`, images a reviewer already saw are left out whole: those with
+any annotation a reviewer decided on (`review_status` other than `unreviewed`, whatever the run) or
 covered by an imported review file (`reviewed_images`).
 
 Boxes: the labeling pipeline stores each mask's own tight box and, in `box_iou`, the IoU of the
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session, aliased
 
+from autolabel.storage.db.current_labels import current_prediction_key
 from autolabel.storage.db.tables import (
     Annotation,
     Category,
@@ -93,7 +95,7 @@ def _conditions(dataset_id: int, flt: SignalFilter) -> list[ColumnElement[bool]]
         Annotation.review_status.in_(_READ_STATUSES),
     ]
     if flt.run_id is None:
-        where.append(Image.status == ImageStatus.DONE)
+        where += [Image.status == ImageStatus.DONE, current_prediction_key(dataset_id)]
     else:
         done_in_run = select(ImageResult.image_id).where(
             ImageResult.run_id == flt.run_id, ImageResult.status == ResultStatus.DONE

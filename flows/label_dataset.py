@@ -47,6 +47,8 @@ from autolabel.tasks.labeling.progress import ShardTally, current_sink
 from autolabel.tasks.labeling.run_lease import Heartbeat, close_dead_runs
 from autolabel.tasks.labeling.shard_runs import ShardRunSizer
 from autolabel.tasks.resources import bound
+from autolabel.tasks.tuning.job_defaults import tuned_job
+from autolabel.tasks.tuning.tuning_tasks import apply_tuned_thresholds
 
 SHARDS_IN_FLIGHT = 2
 # Prefect's TaskRunner is invariant in its future type, so its own runner needs the cast.
@@ -107,6 +109,7 @@ def autolabel_dataset(job: LabelJob) -> RunSummary:
 
 def _label(job: LabelJob) -> RunSummary:
     started = time.perf_counter()
+    job = apply_tuned_thresholds(job)  # the dataset's tuned thresholds, unless the job opts out
     claim = start_run(job)
     tally = ShardTally(job.max_failure_fraction)
     with run_heartbeat(claim.run_id) as heartbeat:
@@ -223,5 +226,7 @@ def recent_runs(settings: Settings, *, dataset: str | None, limit: int) -> list[
 
 
 def plan_label_job(job: LabelJob) -> JobPlan:
-    """The job's dry run in this process (no flow run, nothing written): see `plan_job`."""
-    return plan_job(job, process_resources(get_settings()))
+    """The job's dry run in this process (no flow run, nothing written): see `plan_job`; the
+    dataset's tuned thresholds apply as in a run."""
+    res = process_resources(get_settings())
+    return plan_job(tuned_job(job, res)[0], res)

@@ -36,6 +36,8 @@ class Detections:
         token_scores: N float32 arrays, the probability of each token of the matched phrase.
         duplicate_of: (N,) int64; -1, or the row of the higher-scoring box of another category
             that this box overlaps (only non-negative under the "keep_both" policy).
+        box_scores: (N,) float32 best probability over all caption tokens (the value the box
+            threshold is compared with), or None for boxes that have none (e.g. imported ones).
     """
 
     image_hw: tuple[int, int]
@@ -46,6 +48,7 @@ class Detections:
     phrases: tuple[str, ...]
     token_scores: tuple[npt.NDArray[np.float32], ...]
     duplicate_of: npt.NDArray[np.int64]
+    box_scores: npt.NDArray[np.float32] | None = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -234,4 +237,5 @@ def finalize_detections(
         phrases=tuple(prompt.phrases[p] for p in kept.phrase_indices[:count].tolist()),
         token_scores=tuple(t.cpu().numpy().astype(np.float32) for t in kept.token_scores[:count]),
         duplicate_of=duplicate_of[:count].numpy().astype(np.int64),
+        box_scores=kept.box_scores[:count].cpu().numpy().astype(np.float32),
     )

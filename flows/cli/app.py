@@ -17,6 +17,7 @@ from autolabel.flows.cli.sa1b_commands import export_sa1b, ingest_sa1b
 from autolabel.flows.cli.sampling import sample_review_command
 from autolabel.flows.cli.serve import serve
 from autolabel.flows.cli.train import evaluate, train
+from autolabel.flows.cli.tuning import compare_prompts_command, tune_thresholds_command
 
 app = typer.Typer(
     name="autolabel",
@@ -38,6 +39,8 @@ app.command(name="export-review")(needs_database(export_review_command))
 app.command(name="quality-report")(needs_database(quality_report_command))
 app.command(name="import-review")(needs_database(import_review_command))
 app.command(name="sample-review")(needs_database(sample_review_command))
+app.command(name="tune-thresholds")(needs_database(tune_thresholds_command))
+app.command(name="compare-prompts")(needs_database(compare_prompts_command))
 app.command()(train)
 app.command(name="eval")(evaluate)
 app.add_typer(db_app, name="db")

@@ -179,6 +179,11 @@ def label(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Count images, show what would be skipped, estimate time."
     ),
+    no_tuned_thresholds: bool = typer.Option(
+        False,
+        "--no-tuned-thresholds",
+        help="Ignore the dataset's tuned per-category thresholds (autolabel tune-thresholds).",
+    ),
 ) -> None:
     """Label images from a bucket with text prompts into a dataset."""
     settings = load_settings()
@@ -212,6 +217,7 @@ def label(
                 "max_failure_fraction": max_failure_fraction,
                 "retry_failed": retry_failed,
                 "random_weights": random_weights,
+                "tuned_thresholds": not no_tuned_thresholds,
             }
         )
     except ValidationError as exc:

@@ -103,6 +103,11 @@ class LabelJob(BaseModel):
     random_weights: bool = Field(
         False, description="Use randomly initialised models (smoke tests only; labels are noise)."
     )
+    tuned_thresholds: bool = Field(
+        True,
+        description="Fill the per-category thresholds the job does not set from the dataset's "
+        "tuned ones (autolabel tune-thresholds).",
+    )
 
     @field_validator("prompts", mode="before")
     @classmethod

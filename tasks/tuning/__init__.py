@@ -1,0 +1,1 @@
+"""Tuning from reviewed labels: per-category detector thresholds, and prompt comparison."""

@@ -39,6 +39,8 @@ def test_deployment_is_loadable_and_valid(
         "import-review",
         "sample-for-review",
         "quality-report",
+        "tune-thresholds",
+        "compare-prompts",
     }
     if deployment.get("parameters"):
         flow.validate_parameters(deployment["parameters"])

@@ -22,6 +22,7 @@ from autolabel.storage.db.tables import (
     ResultStatus,
     ReviewStatus,
 )
+from autolabel.storage.errors import StorageConfigError
 
 _CHUNK = 1000
 
@@ -67,6 +68,25 @@ class ImageAnnotation:
 def find_dataset(session: Session, *, name: str) -> int | None:
     """Id of the dataset called `name`, or None."""
     return session.execute(select(Dataset.id).where(Dataset.name == name)).scalar_one_or_none()
+
+
+def require_dataset(session: Session, *, name: str, run_id: int | None = None) -> int:
+    """Id of the dataset called `name`, after checking that label run `run_id` (when given) is
+    one of its runs.
+
+    Raises:
+        StorageConfigError: No such dataset, or no such run of it (a one-line message).
+    """
+    dataset_id = find_dataset(session, name=name)
+    if dataset_id is None:
+        raise StorageConfigError(f"expected an existing dataset, got {name!r}")
+    if run_id is not None:
+        run_dataset = session.execute(
+            select(LabelRun.dataset_id).where(LabelRun.id == run_id)
+        ).scalar_one_or_none()
+        if run_dataset != dataset_id:
+            raise StorageConfigError(f"expected a label run of dataset {name!r}, got run {run_id}")
+    return dataset_id
 
 
 def dataset_source_root(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autolabel.storage.db import queries
 from autolabel.storage.db.coco_export import ExportFilter, unwritable, write_coco_json
 from autolabel.storage.db.engine import session_scope
-from autolabel.storage.errors import ObjectNotFoundError, StorageConfigError
+from autolabel.storage.errors import ObjectNotFoundError
 from autolabel.storage.images import decode_image
 from autolabel.storage.objectstore import ObjectStore
 from autolabel.storage.overlay import render_overlay
@@ -108,9 +108,7 @@ def _write_overlays(request: ExportRequest, dataset_id: int, resources: Resource
 def export_dataset(request: ExportRequest, resources: Resources) -> ExportResult:
     """Write the COCO JSON (streaming, atomic) and the overlays."""
     with session_scope(resources.engine) as session:
-        dataset_id = queries.find_dataset(session, name=request.dataset)
-        if dataset_id is None:
-            raise StorageConfigError(f"expected an existing dataset, got {request.dataset!r}")
+        dataset_id = queries.require_dataset(session, name=request.dataset)
         stats = write_coco_json(
             session,
             dataset_id=dataset_id,

@@ -30,7 +30,7 @@ from autolabel.storage.db import queries
 from autolabel.storage.db.coco_export import ExportFilter, unwritable
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.review_rows import ReviewImage, iter_review_images, review_categories
-from autolabel.storage.errors import ObjectNotFoundError, StorageConfigError, StorageError
+from autolabel.storage.errors import ObjectNotFoundError, StorageError
 from autolabel.storage.label_studio import RegionShape, labeling_config
 from autolabel.storage.objectstore import ObjectStore
 from autolabel.storage.review_coco import (
@@ -209,19 +209,7 @@ def _filter(request: ReviewExportRequest) -> ExportFilter:
 def _dataset_id(request: ReviewExportRequest, resources: Resources) -> int:
     """The dataset's id, after checking that it (and the run, when given) exist."""
     with session_scope(resources.engine) as session:
-        dataset_id = queries.find_dataset(session, name=request.dataset)
-        if dataset_id is None:
-            raise StorageConfigError(f"expected an existing dataset, got {request.dataset!r}")
-        if request.run_id is not None:
-            try:
-                run = queries.get_label_run(session, run_id=request.run_id)
-            except LookupError:
-                run = None
-            if run is None or run.dataset != request.dataset:
-                raise StorageConfigError(
-                    f"expected a label run of dataset {request.dataset!r}, got run {request.run_id}"
-                )
-    return dataset_id
+        return queries.require_dataset(session, name=request.dataset, run_id=request.run_id)
 
 
 def _write_label_studio(

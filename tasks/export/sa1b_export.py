@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autolabel.storage.db import queries
 from autolabel.storage.db.engine import session_scope
-from autolabel.storage.errors import StorageConfigError
 from autolabel.storage.rle import Rle
 from autolabel.storage.sa1b import (
     Sa1bAnnotation,
@@ -92,9 +91,7 @@ def _box_center(box: tuple[float, float, float, float]) -> tuple[float, float]:
 def export_sa1b(request: Sa1bExportRequest, resources: Resources) -> Sa1bExportResult:
     """Write the dataset's annotated images as SA-1B tar shards under `request.output`."""
     with session_scope(resources.engine) as session:
-        dataset_id = queries.find_dataset(session, name=request.dataset)
-    if dataset_id is None:
-        raise StorageConfigError(f"expected an existing dataset, got {request.dataset!r}")
+        dataset_id = queries.require_dataset(session, name=request.dataset)
     store = resources.store(request.output)
     samples = _samples(request, dataset_id, resources)
     shards: list[str] = []

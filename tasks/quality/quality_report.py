@@ -34,7 +34,7 @@ from autolabel.storage.db.quality_rows import (
 )
 from autolabel.storage.db.reviewed_labels import reviewed_labels
 from autolabel.storage.db.tables import ReviewStatus
-from autolabel.storage.errors import StorageConfigError, StorageError
+from autolabel.storage.errors import StorageError
 from autolabel.storage.images import decode_image
 from autolabel.storage.mask_clip import fit_mask
 from autolabel.storage.overlay import render_overlay
@@ -62,18 +62,7 @@ _STATUS_NOTE = {ReviewStatus.REJECTED: " rejected", ReviewStatus.SUPERSEDED: " c
 def _scope(request: QualityRequest, resources: Resources) -> QualityScope:
     """The request's scope, after checking that the dataset (and the run, when given) exist."""
     with session_scope(resources.engine) as session:
-        dataset_id = queries.find_dataset(session, name=request.dataset)
-        if dataset_id is None:
-            raise StorageConfigError(f"expected an existing dataset, got {request.dataset!r}")
-        if request.run_id is not None:
-            try:
-                run = queries.get_label_run(session, run_id=request.run_id)
-            except LookupError:
-                run = None
-            if run is None or run.dataset != request.dataset:
-                raise StorageConfigError(
-                    f"expected a label run of dataset {request.dataset!r}, got run {request.run_id}"
-                )
+        dataset_id = queries.require_dataset(session, name=request.dataset, run_id=request.run_id)
     return QualityScope(dataset_id=dataset_id, run_id=request.run_id)
 
 

@@ -79,19 +79,7 @@ class ReviewSelection(BaseModel):
 
 def _dataset_id(request: SampleRequest, resources: Resources) -> int:
     with session_scope(resources.engine) as session:
-        dataset_id = queries.find_dataset(session, name=request.dataset)
-        if dataset_id is None:
-            raise StorageConfigError(f"expected an existing dataset, got {request.dataset!r}")
-        if request.run_id is not None:
-            try:
-                run = queries.get_label_run(session, run_id=request.run_id)
-            except LookupError:
-                run = None
-            if run is None or run.dataset != request.dataset:
-                raise StorageConfigError(
-                    f"expected a label run of dataset {request.dataset!r}, got run {request.run_id}"
-                )
-    return dataset_id
+        return queries.require_dataset(session, name=request.dataset, run_id=request.run_id)
 
 
 def sample_for_review(request: SampleRequest, resources: Resources) -> ReviewSelection:

@@ -47,8 +47,8 @@ Segmenter = Callable[[npt.NDArray[np.uint8], npt.NDArray[np.float32]], list[Crop
 
 
 class TuningInputError(StorageError, ValueError):
-    """A tuning or prompt-comparison request the dataset cannot answer (no such dataset or
-    category, no reviewed images, no label run that ran the detector)."""
+    """A tuning or prompt-comparison request the dataset cannot answer (no such category, no
+    reviewed images, no label run that ran the detector)."""
 
 
 class SampleRequest(BaseModel):
@@ -84,12 +84,11 @@ def resolve_source(request: SampleRequest, resources: Resources) -> TuningSource
     """The dataset, its job (of `request.run_id` or its latest prompted run) and the sample.
 
     Raises:
-        TuningInputError: No such dataset or run, no prompted run, or no reviewed images.
+        StorageConfigError: No such dataset.
+        TuningInputError: No such run, no prompted run, or no reviewed images.
     """
     with session_scope(resources.engine) as session:
-        dataset_id = queries.find_dataset(session, name=request.dataset)
-        if dataset_id is None:
-            raise TuningInputError(f"expected an existing dataset, got {request.dataset!r}")
+        dataset_id = queries.require_dataset(session, name=request.dataset)
         run_id, job = _prompted_job(session, dataset_id, request)
         reviewed = reviewed_image_ids(session, dataset_id=dataset_id)
     if not reviewed:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, and_, case, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
+from autolabel.storage.db.annotation_shape import BOX_XYWH_PX, STORED_RLE
 from autolabel.storage.db.current_labels import current_prediction_key
 from autolabel.storage.db.reviewed_labels import REVIEW_WORK_KEY
 from autolabel.storage.db.tables import (
@@ -234,15 +235,13 @@ def reviewed_predictions(
             Annotation.category_id,
             Annotation.score,
             Annotation.review_status,
-            Annotation.seg_counts,
-            Annotation.seg_height,
-            Annotation.seg_width,
+            STORED_RLE,
         )
         .where(_is_prediction(scope), Annotation.image_id.in_(list(image_ids)))
         .order_by(Annotation.image_id, Annotation.id)
     )
     out: dict[int, list[ScoredPrediction]] = {}
-    for aid, image_id, cid, score, status, counts, height, width in rows:
+    for aid, image_id, cid, score, status, rle in rows:
         out.setdefault(int(image_id), []).append(
             ScoredPrediction(
                 annotation_id=int(aid),
@@ -250,7 +249,7 @@ def reviewed_predictions(
                 category_id=int(cid),
                 score=score,
                 review_status=ReviewStatus(status),
-                rle=Rle(size=[height, width], counts=counts),
+                rle=rle,
             )
         )
     return out
@@ -287,13 +286,8 @@ def overlay_instances(
     rows = session.execute(
         select(
             Category.name,
-            Annotation.bbox_x,
-            Annotation.bbox_y,
-            Annotation.bbox_w,
-            Annotation.bbox_h,
-            Annotation.seg_counts,
-            Annotation.seg_height,
-            Annotation.seg_width,
+            BOX_XYWH_PX,
+            STORED_RLE,
             Annotation.score,
             Annotation.review_status,
             Annotation.work_key,
@@ -311,11 +305,11 @@ def overlay_instances(
     return [
         OverlayInstance(
             category=name,
-            bbox_xywh_px=(x, y, w, h),
-            rle=Rle(size=[sh, sw], counts=counts),
+            bbox_xywh_px=box,
+            rle=rle,
             score=score,
             review_status=ReviewStatus(status),
             by_review=work_key == REVIEW_WORK_KEY,
         )
-        for name, x, y, w, h, counts, sh, sw, score, status, work_key in rows
+        for name, box, rle, score, status, work_key in rows
     ]

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from autolabel.storage.db.annotation_shape import BOX_XYWH_PX, STORED_RLE
 from autolabel.storage.db.current_labels import is_current_label
 from autolabel.storage.db.tables import (
     HIDDEN_REVIEW_STATUSES,
@@ -23,6 +24,7 @@ from autolabel.storage.db.tables import (
     ReviewStatus,
 )
 from autolabel.storage.errors import StorageConfigError
+from autolabel.storage.rle import Rle
 
 _CHUNK = 1000
 
@@ -59,9 +61,7 @@ class ImageAnnotation:
 
     category: str
     bbox_xywh_px: tuple[float, float, float, float]
-    seg_counts: str
-    seg_height: int
-    seg_width: int
+    rle: Rle
     score: float | None
 
 
@@ -233,17 +233,7 @@ def image_annotations(
 ) -> list[ImageAnnotation]:
     """Annotations of one image (of one run, when given), in instance order."""
     stmt = (
-        select(
-            Category.name,
-            Annotation.bbox_x,
-            Annotation.bbox_y,
-            Annotation.bbox_w,
-            Annotation.bbox_h,
-            Annotation.seg_counts,
-            Annotation.seg_height,
-            Annotation.seg_width,
-            Annotation.score,
-        )
+        select(Category.name, BOX_XYWH_PX, STORED_RLE, Annotation.score)
         .join(Category, Category.id == Annotation.category_id)
         .where(Annotation.image_id == image_id)
         .order_by(Annotation.id)
@@ -251,15 +241,8 @@ def image_annotations(
     if run_id is not None:
         stmt = stmt.where(Annotation.run_id == run_id)
     return [
-        ImageAnnotation(
-            category=name,
-            bbox_xywh_px=(x, y, w, h),
-            seg_counts=counts,
-            seg_height=sh,
-            seg_width=sw,
-            score=score,
-        )
-        for name, x, y, w, h, counts, sh, sw, score in session.execute(stmt)
+        ImageAnnotation(category=name, bbox_xywh_px=box, rle=rle, score=score)
+        for name, box, rle, score in session.execute(stmt)
     ]
 
 
@@ -270,9 +253,7 @@ class StoredInstance:
     annotation_id: int
     bbox_xywh_px: tuple[float, float, float, float]
     area: float
-    seg_counts: str
-    seg_height: int
-    seg_width: int
+    rle: Rle
     predicted_iou: float | None
     stability_score: float | None
 
@@ -296,14 +277,9 @@ def iter_images_with_annotations(
             Annotation.image_id,
             Image.storage_key,
             Annotation.id,
-            Annotation.bbox_x,
-            Annotation.bbox_y,
-            Annotation.bbox_w,
-            Annotation.bbox_h,
+            BOX_XYWH_PX,
             Annotation.area,
-            Annotation.seg_counts,
-            Annotation.seg_height,
-            Annotation.seg_width,
+            STORED_RLE,
             Annotation.predicted_iou,
             Annotation.stability_score,
         )
@@ -325,7 +301,7 @@ def iter_images_with_annotations(
     )
     current: tuple[int, str] | None = None
     instances: list[StoredInstance] = []
-    for image_id, key, aid, x, y, w, h, area, counts, sh, sw, piou, stab in rows:
+    for image_id, key, aid, box, area, rle, piou, stab in rows:
         if current is not None and current[0] != image_id:
             yield current[0], current[1], instances
             instances = []
@@ -333,11 +309,9 @@ def iter_images_with_annotations(
         instances.append(
             StoredInstance(
                 annotation_id=aid,
-                bbox_xywh_px=(x, y, w, h),
+                bbox_xywh_px=box,
                 area=area,
-                seg_counts=counts,
-                seg_height=sh,
-                seg_width=sw,
+                rle=rle,
                 predicted_iou=piou,
                 stability_score=stab,
             )

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from autolabel.storage.db.annotation_shape import STORED_RLE
 from autolabel.storage.db.base import utc_now
 from autolabel.storage.db.review_targets import (
     check_review_sizes,
@@ -95,21 +96,12 @@ class _ImageState:
 
     def __init__(self, session: Session, image_id: int) -> None:
         self.rows = {
-            r.id: _Row(
-                r.id,
-                r.category_id,
-                Rle(size=[r.seg_height, r.seg_width], counts=r.seg_counts),
-                r.review_status,
-                r.work_key,
-                r.instance_index,
-            )
-            for r in session.execute(
+            aid: _Row(aid, cid, rle, status, work_key, index)
+            for aid, cid, rle, status, work_key, index in session.execute(
                 select(
                     Annotation.id,
                     Annotation.category_id,
-                    Annotation.seg_counts,
-                    Annotation.seg_height,
-                    Annotation.seg_width,
+                    STORED_RLE,
                     Annotation.review_status,
                     Annotation.work_key,
                     Annotation.instance_index,

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
+from autolabel.storage.db.annotation_shape import BOX_XYWH_PX, STORED_RLE
 from autolabel.storage.db.coco_export import ExportFilter, review_selection
 from autolabel.storage.db.tables import (
     Annotation,
@@ -104,14 +105,9 @@ def _query(
             Image.height,
             Annotation.id,
             Annotation.category_id,
-            Annotation.bbox_x,
-            Annotation.bbox_y,
-            Annotation.bbox_w,
-            Annotation.bbox_h,
+            BOX_XYWH_PX,
             Annotation.area,
-            Annotation.seg_counts,
-            Annotation.seg_height,
-            Annotation.seg_width,
+            STORED_RLE,
             Annotation.iscrowd,
             Annotation.score,
             Annotation.predicted_iou,
@@ -125,13 +121,13 @@ def _query(
 
 
 def _instance(row: Any) -> ReviewInstance:
-    (_, _, _, _, aid, cid, x, y, w, h, area, counts, sh, sw, crowd, score, piou, stab, mv) = row
+    (_, _, _, _, aid, cid, box, area, rle, crowd, score, piou, stab, mv) = row
     return ReviewInstance(
         annotation_id=aid,
         category_id=cid,
-        bbox_xywh_px=(x, y, w, h),
+        bbox_xywh_px=box,
         area=area,
-        rle=Rle(size=[sh, sw], counts=counts),
+        rle=rle,
         iscrowd=bool(crowd),
         score=score,
         predicted_iou=piou,

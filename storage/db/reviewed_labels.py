@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from autolabel.storage.db.annotation_shape import BOX_XYWH_PX, STORED_RLE
 from autolabel.storage.db.tables import (
     Annotation,
     Category,
@@ -88,13 +89,8 @@ def reviewed_labels(
                 Annotation.image_id,
                 Annotation.category_id,
                 Category.name,
-                Annotation.bbox_x,
-                Annotation.bbox_y,
-                Annotation.bbox_w,
-                Annotation.bbox_h,
-                Annotation.seg_counts,
-                Annotation.seg_height,
-                Annotation.seg_width,
+                BOX_XYWH_PX,
+                STORED_RLE,
                 Annotation.work_key,
             )
             .join(Category, Category.id == Annotation.category_id)
@@ -105,14 +101,14 @@ def reviewed_labels(
             )
             .order_by(Annotation.image_id, Annotation.id)
         )
-        for aid, image_id, cid, name, x, y, w, h, counts, sh, sw, work_key in rows:
+        for aid, image_id, cid, name, box, rle, work_key in rows:
             out[int(image_id)].append(
                 ReviewedLabel(
                     annotation_id=int(aid),
                     category_id=int(cid),
                     category=name,
-                    bbox_xywh_px=(x, y, w, h),
-                    rle=Rle(size=[sh, sw], counts=counts),
+                    bbox_xywh_px=box,
+                    rle=rle,
                     added_by_review=work_key == REVIEW_WORK_KEY,
                 )
             )

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session, aliased
 
+from autolabel.storage.db.annotation_shape import BOX_XYWH_PX, STORED_RLE
 from autolabel.storage.db.current_labels import current_prediction_key
 from autolabel.storage.db.tables import (
     Annotation,
@@ -38,7 +39,7 @@ from autolabel.storage.db.tables import (
     ReviewedImage,
     ReviewStatus,
 )
-from autolabel.storage.rle import Rle, rle_bboxes
+from autolabel.storage.rle import rle_bboxes
 
 BoxXywh = tuple[float, float, float, float]
 _READ_STATUSES = (ReviewStatus.UNREVIEWED, ReviewStatus.ACCEPTED)
@@ -177,13 +178,8 @@ def _query(dataset_id: int, flt: SignalFilter) -> Select[*tuple[Any, ...]]:
             Annotation.score,
             Annotation.predicted_iou,
             Annotation.stability_score,
-            Annotation.bbox_x,
-            Annotation.bbox_y,
-            Annotation.bbox_w,
-            Annotation.bbox_h,
-            Annotation.seg_counts,
-            Annotation.seg_height,
-            Annotation.seg_width,
+            BOX_XYWH_PX,
+            STORED_RLE,
             Annotation.review_status,
             Annotation.box_iou,
         )
@@ -196,10 +192,10 @@ def _query(dataset_id: int, flt: SignalFilter) -> Select[*tuple[Any, ...]]:
 def _page(
     rows: Collection[Any], thresholds: Mapping[int, RunThresholds], names: Mapping[int, str]
 ) -> Iterator[SignalRow]:
-    rles = [Rle(size=[row[13], row[14]], counts=row[12]) for row in rows]
-    boxes = rle_bboxes(rles)
-    for row, box in zip(rows, boxes, strict=True):
-        image_id, key, aid, cid, run_id, score, piou, stab, x, y, w, h = row[:12]
+    mask_boxes = rle_bboxes([row[9] for row in rows])
+    for row, mask_box in zip(rows, mask_boxes, strict=True):
+        image_id, key, aid, cid, run_id, score, piou, stab, box, _, status, box_iou = row
+        mx, my, mw, mh = (float(v) for v in mask_box)
         yield SignalRow(
             image_id=image_id,
             storage_key=key,
@@ -208,11 +204,11 @@ def _page(
             score=score,
             predicted_iou=piou,
             stability_score=stab,
-            bbox_xywh_px=(x, y, w, h),
-            mask_bbox_xywh_px=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-            box_iou=row[16],
+            bbox_xywh_px=box,
+            mask_bbox_xywh_px=(mx, my, mw, mh),
+            box_iou=box_iou,
             score_threshold=run.get(names.get(cid)) if (run := thresholds.get(run_id)) else None,
-            accepted=row[15] == ReviewStatus.ACCEPTED,
+            accepted=status == ReviewStatus.ACCEPTED,
         )
 
 

@@ -20,7 +20,7 @@ from autolabel.storage.errors import ObjectNotFoundError
 from autolabel.storage.images import decode_image
 from autolabel.storage.objectstore import ObjectStore
 from autolabel.storage.overlay import render_overlay
-from autolabel.storage.rle import Rle, decode_rle
+from autolabel.storage.rle import decode_rle
 from autolabel.storage.urls import is_url, split_file_url
 from autolabel.tasks.resources import Resources
 
@@ -85,9 +85,7 @@ def _write_overlays(request: ExportRequest, dataset_id: int, resources: Resource
         except ObjectNotFoundError:
             continue  # the image was deleted since it was labeled
         anns = annotations[image_id]
-        masks = [
-            decode_rle(Rle(size=[a.seg_height, a.seg_width], counts=a.seg_counts)) for a in anns
-        ]
+        masks = [decode_rle(a.rle) for a in anns]
         labels = [f"{a.category} {a.score:.2f}" if a.score else a.category for a in anns]
         png = render_overlay(rgb, masks, [a.bbox_xywh_px for a in anns], labels)
         target = _overlay_key(request.output, image_id)

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autolabel.storage.db import queries
 from autolabel.storage.db.engine import session_scope
-from autolabel.storage.rle import Rle
 from autolabel.storage.sa1b import (
     Sa1bAnnotation,
     Sa1bImage,
@@ -57,11 +56,11 @@ def _samples(
             accepted_only=request.accepted_only,
         ):
             store, key = resources.open_object(url)
-            height, width = instances[0].seg_height, instances[0].seg_width
+            height, width = instances[0].rle["size"]
             annotations = tuple(
                 Sa1bAnnotation(
                     id=a.annotation_id,
-                    segmentation=Rle(size=[a.seg_height, a.seg_width], counts=a.seg_counts),
+                    segmentation=a.rle,
                     bbox_xywh_px=a.bbox_xywh_px,
                     area=a.area,
                     predicted_iou=a.predicted_iou if a.predicted_iou is not None else 1.0,

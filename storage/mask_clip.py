@@ -2,9 +2,10 @@
 
 A stored mask is normally exactly image-sized, but an RLE of another size (a mask one row larger
 than its image made CVAT's COCO export crash, cvat#9316) or a box reaching past the border must
-never reach a tool: `fit_mask` crops (or zero-pads) a mask to the image, `clip_box` clips a box
-to the image rectangle, and `fit_instance` does both for a stored instance, recomputing the area
-from the fitted mask whenever the mask changed. Nothing stored is modified: these return copies.
+never reach a tool: `fit_mask` crops (or zero-pads) a mask to the image (`fit_rle` an RLE),
+`clip_box` clips a box to the image rectangle, and `fit_instance` does both for a stored
+instance, recomputing the area from the fitted mask whenever the mask changed. Nothing stored is
+modified: these return copies.
 """
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from autolabel.storage.rle import Rle, decode_rle, encode_mask
+from autolabel.storage.rle import Rle, decode_rle, encode_mask, rle_areas
 
 BoxXywh = tuple[float, float, float, float]
 
@@ -45,6 +46,13 @@ def fit_mask(mask_hw: npt.NDArray[np.bool_], *, height: int, width: int) -> npt.
     return fitted
 
 
+def fit_rle(rle: Rle, *, height: int, width: int) -> Rle:
+    """`rle` as a (height, width) mask (`fit_mask`); the same RLE, not decoded, when it fits."""
+    if [int(s) for s in rle["size"]] == [height, width]:
+        return rle
+    return encode_mask(fit_mask(decode_rle(rle), height=height, width=width))
+
+
 def clip_box(bbox_xywh_px: BoxXywh, *, height: int, width: int) -> BoxXywh:
     """`bbox_xywh_px` clipped to the image rectangle [0, width] x [0, height] (a box wholly
     outside becomes an empty box on the border)."""
@@ -65,9 +73,8 @@ def fit_instance(
     """
     box = clip_box(bbox_xywh_px, height=height, width=width)
     box_changed = box != tuple(float(v) for v in bbox_xywh_px)
-    if [int(s) for s in rle["size"]] == [height, width]:
+    fitted = fit_rle(rle, height=height, width=width)
+    if fitted is rle:
         return FittedInstance(rle=rle, bbox_xywh_px=box, area=float(area), changed=box_changed)
-    mask = fit_mask(decode_rle(rle), height=height, width=width)
-    return FittedInstance(
-        rle=encode_mask(mask), bbox_xywh_px=box, area=float(mask.sum()), changed=True
-    )
+    area_px = float(rle_areas([fitted])[0])
+    return FittedInstance(rle=fitted, bbox_xywh_px=box, area=area_px, changed=True)

@@ -117,15 +117,29 @@ def rle_bboxes(rles: Sequence[Rle]) -> npt.NDArray[np.float64]:
     return out
 
 
+def rle_ious(rles_a: Sequence[Rle], rles_b: Sequence[Rle]) -> npt.NDArray[np.float64]:
+    """(N, M) float64 mask IoU of every RLE of `rles_a` with every RLE of `rles_b`, all of one
+    size, on the compressed runs (pycocotools; no decoding); 0.0 where both masks are empty.
+
+    Raises:
+        ValueError: The sizes differ.
+    """
+    sizes = {(int(r["size"][0]), int(r["size"][1])) for r in (*rles_a, *rles_b)}
+    if len(sizes) > 1:
+        raise ValueError(f"expected masks of one size, got sizes {sorted(sizes)}")
+    if not rles_a or not rles_b:
+        return np.zeros((len(rles_a), len(rles_b)), dtype=np.float64)
+    ious = coco_mask.iou(_pyco(rles_a), _pyco(rles_b), [0] * len(rles_b))
+    return np.asarray(ious, dtype=np.float64).reshape(len(rles_a), len(rles_b))
+
+
 def rle_iou(a: Rle, b: Rle) -> float:
     """Mask IoU of two RLEs of the same size (0.0 when both are empty).
 
     Raises:
         ValueError: The sizes differ.
     """
-    if list(a["size"]) != list(b["size"]):
-        raise ValueError(f"expected masks of one size, got {a['size']} and {b['size']}")
-    return float(coco_mask.iou(_pyco([a]), _pyco([b]), [0])[0][0])
+    return float(rle_ious([a], [b])[0, 0])
 
 
 def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int) -> Rle:

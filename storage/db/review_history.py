@@ -42,12 +42,11 @@ from autolabel.storage.db.tables import (
     ReviewImport,
     ReviewStatus,
 )
-from autolabel.storage.mask_clip import fit_mask
+from autolabel.storage.mask_clip import fit_rle
 from autolabel.storage.review_items import ReviewedImageItems, ReviewedItem, fingerprint
 from autolabel.storage.rle import (
     Rle,
     decode_rle,
-    encode_mask,
     mask_to_polygons,
     polygons_to_rle,
     rle_areas,
@@ -140,21 +139,14 @@ class _ImageState:
 def _similarity(stored: Rle, item: ReviewedItem) -> float:
     """Mask IoU of a reviewed item with a stored prediction (fitted to the item's size); for an
     item held as polygons, the better of that and the IoU with the prediction's own polygons."""
-    fitted = _same_size(stored, item.rle)
+    height, width = (int(v) for v in item.rle["size"])
+    fitted = fit_rle(stored, height=height, width=width)
     iou = rle_iou(fitted, item.rle)
     if item.outline and iou < 1.0:
-        height, width = (int(v) for v in item.rle["size"])
         polygons = mask_to_polygons(decode_rle(fitted))
         if polygons:
             iou = max(iou, rle_iou(polygons_to_rle(polygons, height, width), item.rle))
     return iou
-
-
-def _same_size(rle: Rle, like: Rle) -> Rle:
-    height, width = int(like["size"][0]), int(like["size"][1])
-    if list(rle["size"]) == [height, width]:
-        return rle
-    return encode_mask(fit_mask(decode_rle(rle), height=height, width=width))
 
 
 def _match(

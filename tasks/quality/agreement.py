@@ -6,29 +6,30 @@ On one reviewed image, per category (a prediction only ever matches a label of i
    with mask IoU 1.
 2. A prediction the reviewer rejected is a false positive.
 3. Every other prediction (corrected, i.e. `superseded`, or never reviewed, e.g. written by a
-   later run) is matched greedily, highest score first (COCO's order; unscored last, then by
-   annotation id), to the unmatched label of highest mask IoU, if that IoU is at least the
-   threshold: a true positive with that IoU; otherwise a false positive.
+   later run) is matched greedily (`autolabel.models.matching.greedy_match`), highest score
+   first (COCO's order; unscored last, then by annotation id), to the unmatched label of highest
+   mask IoU, if that IoU is at least the threshold: a true positive with that IoU; otherwise a
+   false positive.
 4. Labels left unmatched (corrected copies or added objects no prediction overlaps enough,
    accepted predictions of other runs) are false negatives.
 
-Mask IoU is pycocotools' on compressed RLE; a mask stored at another size than the image is
-cropped or padded to the image first (`autolabel.storage.mask_clip.fit_mask`).
+Mask IoU is pycocotools' on compressed RLE (`autolabel.storage.rle.rle_ious`); a mask stored at
+another size than the image is cropped or padded to the image first
+(`autolabel.storage.mask_clip.fit_rle`).
 """
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pycocotools import mask as coco_mask
 
+from autolabel.models.matching import greedy_match
 from autolabel.storage.db.quality_rows import ScoredPrediction
 from autolabel.storage.db.reviewed_labels import ReviewedLabel
 from autolabel.storage.db.tables import ReviewStatus
-from autolabel.storage.mask_clip import fit_mask
-from autolabel.storage.rle import Rle, decode_rle, encode_mask
+from autolabel.storage.mask_clip import fit_rle
+from autolabel.storage.rle import Rle, rle_ious
 
 
 @dataclass(slots=True)
@@ -91,25 +92,15 @@ class AgreementTally:
         return out
 
 
-def _fitted(rle: Rle, size: tuple[int, int]) -> Rle:
-    if (int(rle["size"][0]), int(rle["size"][1])) == size:
-        return rle
-    return encode_mask(fit_mask(decode_rle(rle), height=size[0], width=size[1]))
-
-
 def mask_ious(
     predictions: Sequence[Rle], labels: Sequence[Rle], *, size: tuple[int, int]
 ) -> npt.NDArray[np.float64]:
     """(P, L) float64 mask IoUs of compressed RLEs, each fitted to `size` (height, width)."""
-    if not predictions or not labels:
-        return np.zeros((len(predictions), len(labels)), dtype=np.float64)
-
-    def pyco(rles: Sequence[Rle]) -> list[dict[str, Any]]:
-        fitted = (_fitted(r, size) for r in rles)
-        return [{"size": r["size"], "counts": r["counts"].encode("ascii")} for r in fitted]
-
-    ious = coco_mask.iou(pyco(predictions), pyco(labels), [0] * len(labels))
-    return np.asarray(ious, dtype=np.float64).reshape(len(predictions), len(labels))
+    height, width = size
+    return rle_ious(
+        [fit_rle(r, height=height, width=width) for r in predictions],
+        [fit_rle(r, height=height, width=width) for r in labels],
+    )
 
 
 def _order(prediction: ScoredPrediction) -> tuple[bool, float, int]:
@@ -141,17 +132,12 @@ def _match_category(
     ious = mask_ious(
         [p.rle for p in open_predictions], [label.rle for label in open_labels], size=size
     )
-    taken = np.zeros(len(open_labels), dtype=np.bool_)
-    for row in ious:
-        candidates = np.where(taken, -1.0, row)
-        best = int(np.argmax(candidates)) if len(candidates) else -1
-        if best >= 0 and candidates[best] >= iou_threshold:
-            taken[best] = True
-            tally.tp += 1
-            tally.iou_sum += float(candidates[best])
-        else:
-            tally.fp += 1
-    tally.fn += int((~taken).sum())
+    matched = greedy_match(ious, iou_threshold=iou_threshold)
+    found = np.flatnonzero(matched >= 0)
+    tally.tp += len(found)
+    tally.iou_sum += float(ious[found, matched[found]].sum())
+    tally.fp += len(matched) - len(found)
+    tally.fn += len(open_labels) - len(found)
     return tally
 
 

@@ -29,12 +29,12 @@ from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.reviewed_labels import ReviewedLabel, reviewed_image_ids, reviewed_labels
 from autolabel.storage.db.tables import LabelRun
 from autolabel.storage.errors import StorageError
-from autolabel.storage.mask_clip import fit_mask
-from autolabel.storage.rle import decode_rle
+from autolabel.storage.mask_clip import fit_rle
+from autolabel.storage.rle import Rle, encode_masks
 from autolabel.tasks.labeling.job import LabelJob
 from autolabel.tasks.labeling.shard import ImageRef, fetch, resolve_image
 from autolabel.tasks.resources import Resources
-from autolabel.tasks.tuning.overlap import CroppedMask, ReviewedObject, score_image
+from autolabel.tasks.tuning.overlap import ReviewedObject, score_image
 from autolabel.tasks.tuning.scores import ImageScores, MatchBy, ScoredSample
 
 FLOOR = 0.05
@@ -42,8 +42,9 @@ FLOOR = 0.05
 FLOOR_MAX_DETECTIONS = 300
 """Most candidates kept per image at the floor (best text scores first)."""
 
-Segmenter = Callable[[npt.NDArray[np.uint8], npt.NDArray[np.float32]], list[CroppedMask]]
-"""(H, W, 3) uint8 RGB image and (N, 4) xyxy pixel boxes -> one mask per box."""
+Segmenter = Callable[[npt.NDArray[np.uint8], npt.NDArray[np.float32]], list[Rle]]
+"""(H, W, 3) uint8 RGB image and (N, 4) xyxy pixel boxes -> one mask per box (compressed RLE of
+the image's size)."""
 
 
 class TuningInputError(StorageError, ValueError):
@@ -176,7 +177,7 @@ def _reviewed_object(
     x, y, w, h = label.bbox_xywh_px
     mask = None
     if masks:
-        mask = CroppedMask.from_mask(fit_mask(decode_rle(label.rle), height=height, width=width))
+        mask = fit_rle(label.rle, height=height, width=width)
     return ReviewedObject(category=label.category, box_xyxy_px=(x, y, x + w, y + h), mask=mask)
 
 
@@ -224,12 +225,12 @@ def job_segmenter(job: LabelJob, resources: Resources) -> Segmenter:
         job.segmenter, random_weights=job.random_weights, request=job.segmenter_request()
     )
 
-    def segment(rgb: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32]) -> list[CroppedMask]:
+    def segment(rgb: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32]) -> list[Rle]:
         if len(boxes) == 0:
             return []
         with torch.inference_mode():
             (masks,) = segment_boxes_batch(backend, [rgb], [boxes], batch_size=1)
-        return [CroppedMask.from_mask(m) for m in masks.masks]
+        return encode_masks(masks.masks_fortran)
 
     return segment
 

@@ -9,7 +9,7 @@ running a model again:
 - match them to the reviewed labels greedily, one to one, by decreasing text score (the score the
   pipeline ranks and stores): each takes the unmatched label it overlaps most, when that IoU
   reaches the IoU threshold (a true positive), else it is a false positive; labels left unmatched
-  are false negatives (COCO's matching rule);
+  are false negatives (COCO's matching rule, `autolabel.models.matching.greedy_match`);
 - F1 = 2 TP / (2 TP + FP + FN); AP is COCO's 101-point interpolated average precision of the kept
   candidates ranked by text score over all images (recall beyond the kept candidates counts as
   precision 0).
@@ -21,6 +21,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
+
+from autolabel.models.matching import greedy_match
 
 Metric = Literal["f1", "ap"]
 MatchBy = Literal["mask", "box"]
@@ -153,36 +155,11 @@ class CategoryEvaluator:
         memo = self._memo[index]
         if key not in memo:
             _, text, ious = self._pairs[index]
-            memo[key] = greedy_match(text[kept], ious[kept], self.iou_threshold)
+            text, ious = text[kept], ious[kept]
+            label = greedy_match(ious, iou_threshold=self.iou_threshold)
+            tp = label >= 0
+            memo[key] = _Matched(text, tp, ious[tp, label[tp]].tolist())
         return memo[key]
-
-
-def greedy_match(
-    scores: npt.NDArray[np.float32], ious: npt.NDArray[np.float32], iou_threshold: float
-) -> _Matched:
-    """Match candidates (rows of `ious`, by decreasing score) to labels (columns), one to one.
-
-    Args:
-        scores: (K,) candidate scores, in decreasing order.
-        ious: (K, M) IoU of each candidate with each label.
-        iou_threshold: Least IoU for a match.
-
-    Returns:
-        The candidates with a true-positive flag each and the IoUs of the matches.
-    """
-    free = np.ones(ious.shape[1], dtype=bool)
-    tp = np.zeros(len(scores), dtype=bool)
-    matched_ious: list[float] = []
-    for row in range(len(scores)):
-        if not free.any():
-            break
-        overlap = np.where(free, ious[row], -1.0)
-        best = int(np.argmax(overlap))
-        if overlap[best] >= iou_threshold:
-            free[best] = False
-            tp[row] = True
-            matched_ious.append(float(overlap[best]))
-    return _Matched(scores, tp, matched_ious)
 
 
 def _average_precision(matched: Sequence[_Matched], labels: int) -> float:

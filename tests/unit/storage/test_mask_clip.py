@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from autolabel.storage.mask_clip import clip_box, fit_instance, fit_mask
+from autolabel.storage.mask_clip import clip_box, fit_instance, fit_mask, fit_rle
 from autolabel.storage.rle import decode_rle, encode_mask, rle_areas
 
 
@@ -53,3 +53,12 @@ def test_boxes_are_clipped_to_the_image(
     box: tuple[float, float, float, float], expected: tuple[float, float, float, float]
 ) -> None:
     assert clip_box(box, height=33, width=47) == expected
+
+
+def test_rles_are_fitted_like_masks_and_passed_through_when_they_fit() -> None:
+    stored = np.ones((4, 5), dtype=np.bool_)
+    rle = encode_mask(stored)
+    assert fit_rle(rle, height=4, width=5) is rle
+    fitted = fit_rle(rle, height=6, width=3)
+    assert fitted["size"] == [6, 3]
+    assert (decode_rle(fitted) == fit_mask(stored, height=6, width=3)).all()

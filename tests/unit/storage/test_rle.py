@@ -19,6 +19,7 @@ from autolabel.storage.rle import (
     polygons_to_rle,
     rle_areas,
     rle_bboxes,
+    rle_ious,
     uncompressed_to_rle,
 )
 
@@ -154,3 +155,19 @@ def test_polygon_export_fills_holes() -> None:
 def test_polygons_with_too_few_points_are_format_errors() -> None:
     with pytest.raises(FormatError, match=">= 3"):
         polygons_to_rle([[0.0, 0.0, 1.0, 1.0]], 4, 4)
+
+
+def test_rle_ious_match_decoded_masks_and_refuse_mixed_sizes() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.random((12, 10, 3)) > 0.5, rng.random((12, 10, 2)) > 0.5
+    a[:, :, 2] = False
+    b[:, :, 1] = False
+    ious = rle_ious(encode_masks(a), encode_masks(b))
+    for i, j in np.ndindex(3, 2):
+        union = (a[:, :, i] | b[:, :, j]).sum()
+        expected = (a[:, :, i] & b[:, :, j]).sum() / union if union else 0.0
+        assert ious[i, j] == pytest.approx(expected)
+    assert ious[2, 1] == 0.0  # both empty
+    assert rle_ious([], encode_masks(b)).shape == (0, 2)
+    with pytest.raises(ValueError, match="one size"):
+        rle_ious(encode_masks(a), [encode_mask(np.zeros((12, 11), dtype=np.bool_))])

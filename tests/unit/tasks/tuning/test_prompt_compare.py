@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from autolabel.models.detection import Candidates, DetectionConfig, Detections, finalize_detections
 from autolabel.models.prompts import PromptChunk, PromptSet
-from autolabel.tasks.tuning.overlap import CroppedMask, ReviewedObject
+from autolabel.storage.rle import Rle, encode_mask
+from autolabel.tasks.tuning.overlap import ReviewedObject
 from autolabel.tasks.tuning.prompt_compare import (
     CompareRequest,
     PromptComparison,
@@ -70,18 +71,15 @@ def box_mask(box: tuple[float, float, float, float]) -> npt.NDArray[np.bool_]:
     return mask
 
 
-def fill_boxes(rgb: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32]) -> list[CroppedMask]:
+def fill_boxes(rgb: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32]) -> list[Rle]:
     """A fake segmenter: each box's mask is the box, shrunk by two pixels."""
     del rgb
-    return [
-        CroppedMask.from_mask(box_mask((x0 + 2, y0 + 2, x1 - 2, y1 - 2)))
-        for x0, y0, x1, y1 in boxes
-    ]
+    return [encode_mask(box_mask((x0 + 2, y0 + 2, x1 - 2, y1 - 2))) for x0, y0, x1, y1 in boxes]
 
 
 def sample(n_images: int = 3) -> list[SampleImage]:
     reviewed = [
-        ReviewedObject(category="forklift", box_xyxy_px=b, mask=CroppedMask.from_mask(box_mask(b)))
+        ReviewedObject(category="forklift", box_xyxy_px=b, mask=encode_mask(box_mask(b)))
         for b in OBJECTS
     ]
     person = ReviewedObject(category="person", box_xyxy_px=ELSEWHERE[0])

@@ -6,10 +6,16 @@
 - Anything else prints `autolabel: unexpected error: ...` naming the log file that holds the
   traceback, and exits 1.
 Tracebacks go to the command's log file, and to the terminal only under `--debug`.
+
+A command's options that do not validate (its pydantic parameter model) are an expected error:
+`parameter_errors` turns the `ValidationError` into the command's `FlowError` with one line.
 """
 
 import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
+from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from autolabel.flows.cli.logs import CommandLog
@@ -28,6 +34,29 @@ logger = logging.getLogger("autolabel.cli")
 def one_line(text: str) -> str:
     """`text` with every run of whitespace (newlines included) made one space."""
     return " ".join(text.split())
+
+
+def validation_line(exc: ValidationError, *, subject: str, within: Sequence[str] = ()) -> str:
+    """The first error of `exc` in one line: where (`within` then its location, e.g.
+    `policy.budget`; `subject` for the model as a whole) and pydantic's message without its
+    "Value error, " prefix."""
+    first = exc.errors()[0]
+    where = ".".join([*within, *(str(p) for p in first["loc"])]) or subject
+    return f"{where}: {str(first['msg']).removeprefix('Value error, ')}"
+
+
+@contextmanager
+def parameter_errors(error: type[FlowError], *, subject: str) -> Iterator[None]:
+    """Raise a `ValidationError` of the block as `error` with its `validation_line`.
+
+    Args:
+        error: The command's parameter error (a `FlowError`: one line, exit code 2).
+        subject: What the line names when the model as a whole is wrong, e.g. "job".
+    """
+    try:
+        yield
+    except ValidationError as exc:
+        raise error(validation_line(exc, subject=subject)) from None
 
 
 def _database_message(exc: DBAPIError) -> str:

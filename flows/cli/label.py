@@ -3,11 +3,11 @@
 from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from autolabel.flows.cli.boundary import parameter_errors
 from autolabel.flows.cli.checks import prefect_for_flows
 from autolabel.flows.errors import FlowError
 from autolabel.flows.settings import load_settings
@@ -22,12 +22,6 @@ console = Console(stderr=True)
 
 class JobParameterError(FlowError, ValueError):
     """A labeling or export parameter that does not validate."""
-
-
-def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "job"
-    return f"{where}: {str(first['msg']).removeprefix('Value error, ')}"
 
 
 def parse_synonyms(values: list[str]) -> dict[str, list[str]]:
@@ -187,7 +181,7 @@ def label(
 ) -> None:
     """Label images from a bucket with text prompts into a dataset."""
     settings = load_settings()
-    try:
+    with parameter_errors(JobParameterError, subject="job"):
         job = LabelJob.model_validate(
             {
                 "source": source,
@@ -220,8 +214,6 @@ def label(
                 "tuned_thresholds": not no_tuned_thresholds,
             }
         )
-    except ValidationError as exc:
-        raise JobParameterError(_one_line(exc)) from None
     if dry_run:
         from autolabel.flows.label_dataset import plan_label_job
 
@@ -240,7 +232,7 @@ def export(
     """Export a dataset (or one run) as COCO instances JSON."""
     from autolabel.flows.export_coco import ExportRequest, export_coco
 
-    try:
+    with parameter_errors(JobParameterError, subject="job"):
         request = ExportRequest(
             dataset=dataset,
             output=output,
@@ -248,8 +240,6 @@ def export(
             segmentation=segmentation,
             overlays=overlays,
         )
-    except ValidationError as exc:
-        raise JobParameterError(_one_line(exc)) from None
     with prefect_for_flows():
         result = export_coco(request)
     typer.echo(

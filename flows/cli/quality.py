@@ -1,20 +1,14 @@
 """`autolabel quality-report`: the quality report of a dataset (or one run) as an HTML page."""
 
 import typer
-from pydantic import ValidationError
 
+from autolabel.flows.cli.boundary import parameter_errors
 from autolabel.flows.cli.checks import prefect_for_flows
 from autolabel.flows.errors import FlowError
 
 
 class QualityParameterError(FlowError, ValueError):
     """A quality report option that does not validate."""
-
-
-def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "report"
-    return f"{where}: {str(first['msg']).removeprefix('Value error, ')}"
 
 
 def _ratio(value: float | None) -> str:
@@ -35,12 +29,10 @@ def quality_report_command(
     (and as a Prefect artifact)."""
     from autolabel.flows.quality_report import QualityRequest, quality_report
 
-    try:
+    with parameter_errors(QualityParameterError, subject="report"):
         request = QualityRequest(
             dataset=dataset, output=output, run_id=run, samples=samples, iou_threshold=iou
         )
-    except ValidationError as exc:
-        raise QualityParameterError(_one_line(exc)) from None
     with prefect_for_flows():
         result = quality_report(request)
     typer.echo(

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
 
+from autolabel.flows.cli.boundary import parameter_errors
 from autolabel.flows.errors import FlowError
 
 if TYPE_CHECKING:
@@ -19,12 +19,6 @@ if TYPE_CHECKING:
 
 class ReviewExportParameterError(FlowError, ValueError):
     """A review export option that does not validate."""
-
-
-def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "export"
-    return f"{where}: {str(first['msg']).removeprefix('Value error, ')}"
 
 
 def export_review_command(
@@ -72,7 +66,7 @@ def export_review_command(
     from autolabel.tasks.export.review_export import ReviewExportRequest, export_review
     from autolabel.tasks.sampling.review_sample import load_selection, restrict_to_selection
 
-    try:
+    with parameter_errors(ReviewExportParameterError, subject="export"):
         request = ReviewExportRequest(
             dataset=dataset,
             format=export_format,
@@ -86,8 +80,6 @@ def export_review_command(
             with_images=with_images,
             image_root=image_root,
         )
-    except ValidationError as exc:
-        raise ReviewExportParameterError(_one_line(exc)) from None
     resources = process_resources(load_settings())
     if images_from is not None:
         request = restrict_to_selection(request, load_selection(images_from, resources))

@@ -5,8 +5,8 @@ labels then go through the `export-sa1b` flow, which announces them to retrainin
 """
 
 import typer
-from pydantic import ValidationError
 
+from autolabel.flows.cli.boundary import parameter_errors
 from autolabel.flows.cli.checks import prefect_for_flows
 from autolabel.flows.errors import FlowError
 
@@ -44,7 +44,7 @@ def import_review_command(
     from autolabel.flows.settings import load_settings
     from autolabel.tasks.review.review_import import ReviewImportRequest, import_review
 
-    try:
+    with parameter_errors(ReviewImportParameterError, subject="import"):
         request = ReviewImportRequest(
             dataset=dataset,
             format=review_format,
@@ -53,10 +53,6 @@ def import_review_command(
             same_iou=same_iou,
             match_iou=match_iou,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "import"
-        raise ReviewImportParameterError(f"{where}: {first['msg']}") from None
     result = import_review(request, process_resources(load_settings()))
     if result.already_imported:
         typer.echo(f"{result.source} was imported before (import {result.import_id}): no change")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 from pydantic import ValidationError
 
+from autolabel.flows.cli.boundary import parameter_errors, validation_line
 from autolabel.flows.cli.review_export import report_export
 from autolabel.flows.errors import FlowError
 
@@ -22,19 +23,14 @@ class SampleReviewParameterError(FlowError, ValueError):
     """A sampling option that does not validate."""
 
 
-def _one_line(exc: ValidationError, *within: str) -> str:
-    first = exc.errors()[0]
-    where = ".".join([*within, *(str(p) for p in first["loc"])]) or "sample"
-    return f"{where}: {str(first['msg']).removeprefix('Value error, ')}"
-
-
 def _weights(text: str | None) -> "SignalWeights":
     from autolabel.tasks.sampling.uncertainty import SignalWeights
 
     try:
         return SignalWeights.parse(text) if text else SignalWeights()
     except ValidationError as exc:
-        raise SampleReviewParameterError(_one_line(exc, "weights")) from None
+        message = validation_line(exc, subject="sample", within=("weights",))
+        raise SampleReviewParameterError(message) from None
     except ValueError as exc:  # not name=value pairs
         raise SampleReviewParameterError(str(exc)) from None
 
@@ -97,7 +93,7 @@ def sample_review_command(
 
     if (export_format is None) != (export_output is None):
         raise SampleReviewParameterError("--export-format and --export-output go together")
-    try:
+    with parameter_errors(SampleReviewParameterError, subject="sample"):
         policy = SamplingPolicy(
             budget=budget,
             unit=unit,
@@ -120,8 +116,6 @@ def sample_review_command(
                 local_files_root=str(local_files_root) if local_files_root else None,
                 with_images=with_images,
             )
-    except ValidationError as exc:
-        raise SampleReviewParameterError(_one_line(exc)) from None
     resources = process_resources(load_settings())
     selection = sample_for_review(request, resources)
     typer.echo(

@@ -5,10 +5,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from autolabel.flows.cli.boundary import parameter_errors
 from autolabel.flows.cli.checks import prefect_for_flows
 from autolabel.flows.errors import FlowError
 
@@ -19,12 +20,6 @@ if TYPE_CHECKING:
 
 class TuningParameterError(FlowError, ValueError):
     """A tuning or prompt-comparison option that does not validate."""
-
-
-def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "request"
-    return f"{where}: {str(first['msg']).removeprefix('Value error, ')}"
 
 
 def _write_json(path: Path | None, result: BaseModel) -> None:
@@ -120,7 +115,7 @@ def tune_thresholds_command(
     of the dataset use them by default."""
     from autolabel.flows.tune_thresholds import TuneRequest, tune_thresholds
 
-    try:
+    with parameter_errors(TuningParameterError, subject="request"):
         request = TuneRequest(
             dataset=dataset,
             metric=metric,
@@ -130,8 +125,6 @@ def tune_thresholds_command(
             run_id=run,
             dry_run=dry_run,
         )
-    except ValidationError as exc:
-        raise TuningParameterError(_one_line(exc)) from None
     with prefect_for_flows():
         report = tune_thresholds(request)
     print_report(report)
@@ -155,7 +148,7 @@ def compare_prompts_command(
     they recover the reviewed labels."""
     from autolabel.flows.compare_prompts import CompareRequest, compare_prompts
 
-    try:
+    with parameter_errors(TuningParameterError, subject="request"):
         request = CompareRequest(
             dataset=dataset,
             category=category,
@@ -166,8 +159,6 @@ def compare_prompts_command(
             match_by=match_by,
             run_id=run,
         )
-    except ValidationError as exc:
-        raise TuningParameterError(_one_line(exc)) from None
     with prefect_for_flows():
         comparison = compare_prompts(request)
     print_comparison(comparison)

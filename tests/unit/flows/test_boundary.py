@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import DataError
 
 from autolabel.flows.cli import main
-from autolabel.flows.cli.boundary import describe
+from autolabel.flows.cli.boundary import describe, parameter_errors
 from autolabel.flows.cli.logs import CommandLog, TerminalFilter, command_logging, new_command_log
 from autolabel.flows.errors import ConfigError
 from autolabel.models.errors import ChecksumMismatchError
@@ -34,6 +35,39 @@ def test_expected_errors_are_one_line_exit_2(error: Exception) -> None:
     assert code == 2
     assert line.startswith("autolabel: error: ")
     assert "\n" not in line
+
+
+class _Options(BaseModel):
+    budget: int = Field(ge=1)
+    name: str = "x"
+
+    @field_validator("name")
+    @classmethod
+    def _no_dots(cls, value: str) -> str:
+        if "." in value:
+            raise ValueError(f"expected no '.', got {value!r}")
+        return value
+
+
+class _OptionError(ConfigError):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("options", "line"),
+    [
+        ({"budget": 0}, "budget: Input should be greater than or equal to 1"),
+        ({"budget": 1, "name": "a.b"}, "name: expected no '.', got 'a.b'"),
+    ],
+)
+def test_options_that_do_not_validate_are_the_commands_one_line_error(
+    options: dict[str, object], line: str
+) -> None:
+    with pytest.raises(_OptionError) as raised, parameter_errors(_OptionError, subject="job"):
+        _Options.model_validate(options)
+    assert str(raised.value) == line
+    assert raised.value.__cause__ is None
+    assert describe(raised.value, LOG) == (f"autolabel: error: {line}", 2)
 
 
 def test_database_errors_name_the_driver_error_only() -> None:

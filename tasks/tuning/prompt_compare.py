@@ -23,6 +23,7 @@ from autolabel.storage.db.reviewed_labels import reviewed_labels
 from autolabel.tasks.resources import Resources
 from autolabel.tasks.tuning.sample_scoring import (
     SampleImage,
+    SampleOutcome,
     SampleRequest,
     Segmenter,
     TuningInputError,
@@ -32,7 +33,7 @@ from autolabel.tasks.tuning.sample_scoring import (
     sample_batches,
     score_batch,
 )
-from autolabel.tasks.tuning.scores import CategoryScores, MatchBy, Metric, Score
+from autolabel.tasks.tuning.scores import CategoryScores, Metric, Score
 from autolabel.tasks.tuning.thresholds import Thresholds, current_thresholds, tune_category
 
 MAX_PHRASINGS = 20
@@ -74,21 +75,12 @@ class PhrasingResult(BaseModel):
     best_score: Score = Field(description="At those thresholds.")
 
 
-class PromptComparison(BaseModel):
+class PromptComparison(SampleOutcome):
     """Phrasings of a category, best first."""
 
-    model_config = ConfigDict(frozen=True)
-
-    dataset: str
     category: str
-    run_id: int
-    metric: Metric
     thresholds: Thresholds = Field(description="The category's current thresholds.")
-    iou_threshold: float
-    match_by: MatchBy
-    images: int
     labels: int = Field(description="Reviewed labels of the category in the sample.")
-    skipped: dict[str, int] = Field(default_factory=dict)
     results: list[PhrasingResult] = Field(default_factory=list)
 
     @property

@@ -35,7 +35,7 @@ from autolabel.tasks.labeling.job import LabelJob
 from autolabel.tasks.labeling.shard import ImageRef, fetch, resolve_image
 from autolabel.tasks.resources import Resources
 from autolabel.tasks.tuning.overlap import ReviewedObject, score_image
-from autolabel.tasks.tuning.scores import ImageScores, MatchBy, ScoredSample
+from autolabel.tasks.tuning.scores import ImageScores, MatchBy, Metric, ScoredSample
 
 FLOOR = 0.05
 """Box and text threshold the candidates are collected at (lower when the job's are lower)."""
@@ -67,6 +67,22 @@ class SampleRequest(BaseModel):
     seed: int = Field(0, description="Seed of the sample drawn when there are more images.")
     iou_threshold: float = Field(0.5, gt=0.0, le=1.0, description="Least IoU of a match.")
     match_by: MatchBy = Field("mask", description="Match by mask IoU or by box IoU.")
+
+
+class SampleOutcome(BaseModel):
+    """What a tuning or prompt-comparison result was measured on, and how."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dataset: str
+    run_id: int = Field(description="The label run whose job (detector, prompts) was re-run.")
+    metric: Metric
+    iou_threshold: float
+    match_by: MatchBy
+    images: int = Field(description="Reviewed images scored.")
+    skipped: dict[str, int] = Field(
+        default_factory=dict, description="Reviewed images not scored, by reason."
+    )
 
 
 class TuningSource(BaseModel):

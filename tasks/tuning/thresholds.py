@@ -22,11 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autolabel.models.detection import DetectionConfig
 from autolabel.storage.db.category_thresholds import TunedThreshold
-from autolabel.tasks.tuning.sample_scoring import SampleRequest, TuningSource
+from autolabel.tasks.tuning.sample_scoring import SampleOutcome, SampleRequest, TuningSource
 from autolabel.tasks.tuning.scores import (
     CategoryEvaluator,
     CategoryScores,
-    MatchBy,
     Metric,
     Score,
     ScoredSample,
@@ -75,18 +74,9 @@ class CategoryTuning(BaseModel):
     note: str | None = None
 
 
-class TuningReport(BaseModel):
+class TuningReport(SampleOutcome):
     """The outcome of tuning a dataset's thresholds on its reviewed sample."""
 
-    model_config = ConfigDict(frozen=True)
-
-    dataset: str
-    run_id: int = Field(description="The label run whose job (detector, prompts) was re-run.")
-    metric: Metric
-    iou_threshold: float
-    match_by: MatchBy
-    images: int = Field(description="Reviewed images scored.")
-    skipped: dict[str, int] = Field(default_factory=dict)
     categories: list[CategoryTuning] = Field(default_factory=list)
     stored: bool = False
 

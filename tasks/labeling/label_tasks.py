@@ -49,6 +49,24 @@ def prepare_run(job: LabelJob, claim: RunClaim) -> RunContext:
 
 
 @contextmanager
+def device_limit_slot() -> Iterator[None]:
+    """Hold one slot of this host's device limit (if it has one) while the block runs: model
+    work (label shards, tuning's re-runs) never exceeds the limit a worker was started with."""
+    limit = resources.current().config.device_limit
+    if limit is None:
+        yield
+        return
+    with concurrency(
+        limit,
+        occupy=1,
+        strict=True,
+        lease_duration=resources.DEVICE_LEASE_SECONDS,
+        raise_on_lease_renewal_failure=False,
+    ):
+        yield
+
+
+@contextmanager
 def run_heartbeat(run_id: int) -> Iterator[Heartbeat]:
     """Renew the run's heartbeat while the block runs (see `run_lease.Heartbeat`)."""
     with Heartbeat.of_run(resources.current().engine, run_id) as beat:
@@ -78,16 +96,7 @@ def label_shard(shard: ShardRef, job: LabelJob, ctx: RunContext) -> ShardResult:
     res = resources.current()
     source = box_source_for(job, res)
     sink = current_sink()
-    limit = res.config.device_limit
-    if limit is None:
-        return run_shard(shard, job, ctx, resources=res, box_source=source, on_written=sink.written)
-    with concurrency(
-        limit,
-        occupy=1,
-        strict=True,
-        lease_duration=resources.DEVICE_LEASE_SECONDS,
-        raise_on_lease_renewal_failure=False,
-    ):
+    with device_limit_slot():
         return run_shard(shard, job, ctx, resources=res, box_source=source, on_written=sink.written)
 
 

@@ -6,39 +6,20 @@ Each task resolves the flow's bound resources, calls the plain-Python core (`sam
 holds a slot of the host's device limit (if any), as label shards do.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.concurrency.sync import concurrency
 
 from autolabel.storage.db.category_thresholds import save_category_thresholds
 from autolabel.storage.db.engine import session_scope
 from autolabel.tasks import resources
 from autolabel.tasks.labeling.job import LabelJob
+from autolabel.tasks.labeling.label_tasks import device_limit_slot
 from autolabel.tasks.retry import retry_transient
 from autolabel.tasks.tuning import job_defaults, prompt_compare, sample_scoring, thresholds
 from autolabel.tasks.tuning.prompt_compare import CompareRequest, PromptComparison
 from autolabel.tasks.tuning.sample_scoring import SampleRequest, TuningSource
 from autolabel.tasks.tuning.scores import MatchBy, ScoredSample
 from autolabel.tasks.tuning.thresholds import TuningReport, tuning_report
-
-
-@contextmanager
-def _device_slot() -> Iterator[None]:
-    limit = resources.current().config.device_limit
-    if limit is None:
-        yield
-        return
-    with concurrency(
-        limit,
-        occupy=1,
-        strict=True,
-        lease_duration=resources.DEVICE_LEASE_SECONDS,
-        raise_on_lease_renewal_failure=False,
-    ):
-        yield
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
@@ -50,7 +31,7 @@ def resolve_sample(request: SampleRequest) -> TuningSource:
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
 def score_reviewed_sample(source: TuningSource, match_by: MatchBy) -> ScoredSample:
     """Re-run the job's models on the sample at the floor and score every candidate."""
-    with _device_slot():
+    with device_limit_slot():
         return sample_scoring.score_sample(source, resources.current(), match_by=match_by)
 
 
@@ -78,7 +59,7 @@ def choose_thresholds(
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
 def compare_phrasings(request: CompareRequest, source: TuningSource) -> PromptComparison:
     """Run each phrasing on the sample, rank them, and publish the ranking."""
-    with _device_slot():
+    with device_limit_slot():
         comparison = prompt_compare.compare_prompts(request, source, resources.current())
     create_markdown_artifact(
         prompt_compare.comparison_markdown(comparison),

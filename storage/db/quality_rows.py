@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from autolabel.storage.db.annotation_shape import BOX_XYWH_PX, STORED_RLE
 from autolabel.storage.db.current_labels import current_prediction_key
+from autolabel.storage.db.queries import ImageAnnotation
 from autolabel.storage.db.reviewed_labels import REVIEW_WORK_KEY
 from autolabel.storage.db.tables import (
     Annotation,
@@ -93,13 +94,10 @@ class SampleImage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OverlayInstance:
-    """One annotation drawn on a sample image; `by_review`: a review import created it."""
+class OverlayInstance(ImageAnnotation):
+    """One annotation drawn on a sample image, with its review status; `by_review`: a review
+    import created it."""
 
-    category: str
-    bbox_xywh_px: tuple[float, float, float, float]
-    rle: Rle
-    score: float | None
     review_status: ReviewStatus
     by_review: bool
 

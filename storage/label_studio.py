@@ -241,10 +241,15 @@ def _united(items: list[ReviewedItem]) -> list[ReviewedItem]:
 
 
 def _reviewer(annotation: Mapping[str, Any]) -> str | None:
+    """The annotator: a name or email where the export has one, else `label-studio user <id>`
+    (Label Studio's JSON export names the annotator by user id: `"completed_by": 1`)."""
     who = annotation.get("created_username") or annotation.get("completed_by")
     if isinstance(who, Mapping):
         who = who.get("email") or who.get("id")
-    return None if who is None else str(who).strip(", ") or None
+    text = None if who is None else str(who).strip(", ")
+    if not text:
+        return None
+    return f"label-studio user {text}" if text.isdigit() else text
 
 
 def _when(annotation: Mapping[str, Any]) -> datetime | None:

@@ -150,7 +150,8 @@ def test_a_label_studio_review_comes_back_through_import_review(
         assert decisions == ["accepted", "accepted", "added", "corrected", "rejected"]
         # Label Studio's export names the annotator by user id only (`completed_by: 1`), which
         # the import records as the reviewer, before --reviewer.
-        assert {e.reviewer for e in events} == {str(doc[0]["annotations"][0]["completed_by"])}
+        user = doc[0]["annotations"][0]["completed_by"]
+        assert {e.reviewer for e in events} == {f"label-studio user {user}"}
     engine.dispose()
 
     again = _import(data, exported, capsys)

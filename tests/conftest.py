@@ -16,6 +16,13 @@ from pathlib import Path
 
 import pytest
 
+# Two test workers share the machine's cores, and many tests start processes of their own (the
+# CLI, workers, servers, torchrun): one compute thread per process (OpenMP, MKL, OpenBLAS; torch
+# reads these when it first runs) keeps them from oversubscribing the cores and spinning against
+# each other. Set before anything imports torch; processes the tests start inherit it.
+for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
 # Starts the real Label Studio server of tests/integration/review_tools/ with the session, in the
 # process that runs it (the xdist controller), so that its start overlaps the other tests.
 pytest_plugins = ["tests.integration.review_tools.label_studio_server"]

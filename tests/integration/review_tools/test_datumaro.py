@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from autolabel.tasks.export.review_export import ReviewExportRequest, export_review
+from autolabel.tasks.review.review_import import ReviewImportRequest, import_review
 from tests.integration.review_tools.probe_io import mask_from_json
 from tests.integration.review_tools.tools import FORMATS, run_probe
 from tests.unit.tasks.export.review_data import SIZES, ReviewData
@@ -61,3 +62,26 @@ def test_datumaro_reads_our_cvat_export_without_loss(
     _check_reading(read["coco"], review_data, ids_from="id")
     # CVAT for images 1.1 XML (what CVAT exports) keeps masks, boxes, scores and our ids.
     _check_reading(read["cvat"], review_data, ids_from="autolabel_id")
+
+
+def test_cvat_xml_written_by_datumaro_comes_back_through_our_import(
+    review_data: ReviewData, tmp_path: Path
+) -> None:
+    """CVAT for images 1.1 XML as CVAT's own format library writes it (a mask and a box per
+    object, our id as an attribute), imported untouched: every prediction accepted as it is."""
+    out = tmp_path / "cvat"
+    request = ReviewExportRequest(
+        dataset=review_data.dataset, format="cvat", output=str(out), with_images=True
+    )
+    export_review(request, review_data.resources(tmp_path))
+    work = tmp_path / "datumaro"
+    work.mkdir()
+    run_probe(FORMATS, "datumaro_probe.py", out, work, work=work)
+    [xml] = sorted((work / "cvat").rglob("*.xml"))
+    result = import_review(
+        ReviewImportRequest(dataset=review_data.dataset, format="cvat-xml", input=str(xml)),
+        review_data.resources(tmp_path),
+    )
+    assert result.images == len(SIZES)
+    assert (result.accepted, result.corrected, result.rejected, result.added) == (4, 0, 0, 0)
+    assert result.skipped_items == 4  # the boxes datumaro writes beside each mask

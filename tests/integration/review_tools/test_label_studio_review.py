@@ -36,12 +36,7 @@ _EDITOR_KEYS = ("id", "type", "from_name", "to_name", "original_width", "origina
 
 
 def _rows(data: ReviewData) -> dict[int, Annotation]:
-    engine = make_engine(data.database_url)
-    with session_scope(engine) as session:
-        rows = {a.id: a for a in session.scalars(select(Annotation))}
-        session.expunge_all()
-    engine.dispose()
-    return rows
+    return data.annotations()
 
 
 def _as_submitted(region: dict[str, Any], origin: str, rle: list[int] | None = None) -> Any:

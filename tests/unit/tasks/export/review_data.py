@@ -63,6 +63,15 @@ class ReviewData:
     rejected_id: int = 0
     oversized_id: int = 0
 
+    def annotations(self) -> dict[int, Annotation]:
+        """Every stored annotation row, by id (detached from its session)."""
+        engine = make_engine(self.database_url)
+        with session_scope(engine) as session:
+            rows = {a.id: a for a in session.scalars(select(Annotation))}
+            session.expunge_all()
+        engine.dispose()
+        return rows
+
     def resources(self, tmp_path: Path, s3: S3Config | None = None) -> Resources:
         """Resources on this database (and on S3 with `s3`)."""
         config = ResourceConfig(

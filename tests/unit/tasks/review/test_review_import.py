@@ -40,12 +40,7 @@ def _ids(data: ReviewData) -> tuple[int, int, int, int]:
 
 
 def _rows(data: ReviewData) -> dict[int, Annotation]:
-    engine = make_engine(data.database_url)
-    with session_scope(engine) as session:
-        rows = {a.id: a for a in session.scalars(select(Annotation))}
-        session.expunge_all()
-    engine.dispose()
-    return rows
+    return data.annotations()
 
 
 def _export(data: ReviewData, tmp_path: Path, fmt: str) -> Path:

@@ -46,6 +46,23 @@ logger = logging.getLogger(__name__)
 TMP_PREFIX = ".autolabel-tmp-"
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `path` whole: a temporary file in its folder, then renamed over it (a reader never
+    sees half a file; a failed write leaves no temporary file).
+
+    Raises:
+        OSError: The folder cannot be written.
+    """
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
+        try:
+            tmp.write(data)
+        except BaseException:
+            tmp.close()
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    Path(tmp.name).replace(path)
+
+
 def local_etag(st: os.stat_result) -> str:
     """Etag of a local file from its stat result (see the module docstring)."""
     token = f"{st.st_size}:{st.st_mtime_ns}".encode()

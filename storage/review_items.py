@@ -6,7 +6,6 @@ turn a tool's export into `ReviewedImageItems`; `autolabel.storage.db.review_his
 them with the stored predictions.
 """
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -63,11 +62,3 @@ class ReviewedImageItems:
     reviewer: str | None = None
     reviewed_at: datetime | None = None
     skipped: Sequence[str] = field(default_factory=tuple)
-
-
-def fingerprint(decision: str, category: str, rle: Rle | None) -> str:
-    """sha256 hex of a decision on an item: the same decision twice is a no-op."""
-    digest = hashlib.sha256(f"{decision}\0{category}\0".encode())
-    if rle is not None:
-        digest.update(f"{rle['size'][0]}x{rle['size'][1]}\0{rle['counts']}".encode())
-    return digest.hexdigest()

@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from autolabel.storage.errors import FormatError, UnsafeKeyError
+from autolabel.storage.local import atomic_write
 from autolabel.storage.rle import Rle
 from autolabel.storage.tar_stream import iter_tar
 from autolabel.storage.urls import validate_key
@@ -232,12 +233,6 @@ def _folder_sample(root: Path, json_path: Path, named: set[Path]) -> Sa1bSample 
     return Sa1bSample(record=record, image_bytes=image_path.read_bytes())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        tmp.write(data)
-    Path(tmp.name).replace(path)
-
-
 def write_folder(folder: Path, samples: Iterable[Sa1bSample]) -> int:
     """Write samples as image + `<stem>.json` pairs (each file written atomically).
 
@@ -249,9 +244,9 @@ def write_folder(folder: Path, samples: Iterable[Sa1bSample]) -> int:
         file_name = validate_key(sample.record.image.file_name)
         image_path = folder / file_name
         image_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(image_path, sample.image_bytes)
+        atomic_write(image_path, sample.image_bytes)
         doc = json.dumps(record_to_json(sample.record), separators=(",", ":")).encode()
-        _atomic_write(folder / _json_name(file_name), doc)
+        atomic_write(folder / _json_name(file_name), doc)
         n += 1
     return n
 

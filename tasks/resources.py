@@ -26,10 +26,12 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from autolabel.storage.config import S3Config
+from autolabel.storage.db.coco_export import unwritable
 from autolabel.storage.db.engine import make_engine
 from autolabel.storage.images import DEFAULT_MAX_PIXELS
+from autolabel.storage.local import atomic_write
 from autolabel.storage.objectstore import ObjectStore, open_store
-from autolabel.storage.urls import split_object_url
+from autolabel.storage.urls import is_url, split_object_url
 
 if TYPE_CHECKING:
     from autolabel.models.detection import DetectionConfig, Detector
@@ -134,6 +136,25 @@ class Resources:
         """(store, key) of one object's full URL (`s3://bucket/key`, `file:///folder/name`)."""
         root, key = split_object_url(url)
         return self.store(root), key
+
+    def put_output(self, output: str, data: bytes, *, content_type: str) -> str:
+        """Write one output file whole to a local path (a temporary file renamed, its folder
+        made) or an object URL (one put); returns where it landed.
+
+        Raises:
+            StorageConfigError: A local path that cannot be written (one line).
+        """
+        if is_url(output):
+            store, key = self.open_object(output)
+            store.put(key, data, content_type=content_type)
+            return output
+        path = Path(output).expanduser().resolve()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, data)
+        except OSError as exc:
+            raise unwritable(path, exc) from exc
+        return str(path)
 
     def segmenter(self, name: str, *, random_weights: bool) -> "EfficientViTSam":
         """EfficientViT-SAM `name`, loaded once and prepared for inference on `device`."""

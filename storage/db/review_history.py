@@ -23,13 +23,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from autolabel.storage.db.annotation_shape import STORED_RLE
 from autolabel.storage.db.base import utc_now
 from autolabel.storage.db.review_targets import (
-    check_review_sizes,
     resolve_review_images,
     review_categories_by_name,
 )
@@ -43,7 +42,7 @@ from autolabel.storage.db.tables import (
     ReviewStatus,
 )
 from autolabel.storage.mask_clip import fit_rle
-from autolabel.storage.review_items import ReviewedImageItems, ReviewedItem, fingerprint
+from autolabel.storage.review_items import ReviewedImageItems, ReviewedItem
 from autolabel.storage.rle import (
     Rle,
     decode_rle,
@@ -155,16 +154,17 @@ def _match(
     shown: set[int],
     category_ids: dict[str, int],
     match_iou: float,
-) -> tuple[dict[int, ReviewedItem], list[ReviewedItem]]:
-    """(prediction id -> its reviewed item, objects that match no prediction)."""
-    matched: dict[int, ReviewedItem] = {}
+) -> tuple[dict[int, tuple[ReviewedItem, float]], list[ReviewedItem]]:
+    """(prediction id -> its reviewed item and their mask IoU, objects that match no
+    prediction)."""
+    matched: dict[int, tuple[ReviewedItem, float]] = {}
     loose: list[ReviewedItem] = []
     for item in items:
         target = None if item.annotation_id is None else state.current(item.annotation_id)
         if target is None or target in matched:
             loose.append(item)
         else:
-            matched[target] = item
+            matched[target] = (item, _similarity(state.rows[target].rle, item))
     added = []
     for item in loose:
         candidates = [
@@ -174,7 +174,7 @@ def _match(
         ]
         best = max(candidates, default=(0.0, -1))
         if best[0] >= match_iou:
-            matched[best[1]] = item
+            matched[best[1]] = (item, best[0])
         else:
             added.append(item)
     return matched, added
@@ -207,10 +207,6 @@ class _Recorder:
         details: dict[str, Any] | None = None,
     ) -> None:
         setattr(self.counts, decision.value, getattr(self.counts, decision.value) + 1)
-        keeps_mask = item is not None and decision in (
-            ReviewDecision.CORRECTED,
-            ReviewDecision.ADDED,
-        )
         self.session.add(
             ReviewEvent(
                 import_id=self.import_id,
@@ -222,11 +218,6 @@ class _Recorder:
                 reviewer=at.image.reviewer,
                 reviewed_at=at.image.reviewed_at or utc_now(),
                 item_key=None if item is None else item.item_key,
-                fingerprint=fingerprint(
-                    decision.value,
-                    "" if item is None else item.category,
-                    item.rle if item is not None and keeps_mask else None,
-                ),
                 details=details or {},
             )
         )
@@ -259,15 +250,17 @@ class _Recorder:
         return row.id
 
     def _set_status(self, at: _Reviewed, annotation_id: int, status: ReviewStatus) -> None:
-        self.session.get_one(Annotation, annotation_id).review_status = status
+        self.session.execute(
+            update(Annotation).where(Annotation.id == annotation_id).values(review_status=status)
+        )
         at.state.rows[annotation_id].status = status
 
     def review_prediction(
-        self, at: _Reviewed, target: int, item: ReviewedItem, category_id: int
+        self, at: _Reviewed, target: int, item: ReviewedItem, category_id: int, iou: float
     ) -> None:
-        """Accept `target` (kept as is) or correct it (a new row stands for it)."""
+        """Accept `target` (kept as is: same label, mask IoU `iou` at least `same_iou`) or
+        correct it (a new row stands for it)."""
         row = at.state.rows[target]
-        iou = _similarity(row.rle, item)
         if row.category_id == category_id and iou >= self.same_iou:
             if row.status is ReviewStatus.ACCEPTED:
                 self.counts.unchanged += 1
@@ -326,8 +319,6 @@ def record_review(
         return previous.id, ReviewCounts(**previous.counts), True
     category_ids = review_categories_by_name(session, dataset_id, images)
     image_ids = resolve_review_images(session, dataset_id, images)
-    for image, image_id in zip(images, image_ids, strict=True):
-        check_review_sizes(image, image_id, session)
     row = ReviewImport(dataset_id=dataset_id, **asdict(source))
     session.add(row)
     session.flush()
@@ -364,8 +355,8 @@ def _record_image(
     made = {a for a in visible if state.rows[a].work_key == REVIEW_WORK_KEY}
     matched, added = _match(image.items, state, shown | made, category_ids, match_iou)
     at = _Reviewed(image, image_id, state)
-    for target, item in matched.items():
-        recorder.review_prediction(at, target, item, category_ids[item.category])
+    for target, (item, iou) in matched.items():
+        recorder.review_prediction(at, target, item, category_ids[item.category], iou)
     for target in sorted(shown - matched.keys()):
         recorder.reject(at, target)
     for item in added:

@@ -349,8 +349,8 @@ class ReviewEvent(Base):
 
     `annotation_id` is the prediction reviewed (for `added`: the annotation the review created);
     `result_id` is the annotation that now stands for it (`corrected`: the corrected copy,
-    `added`: the new one, `accepted`: the prediction itself, `rejected`: none). `fingerprint`
-    (sha256 of decision, category and mask) makes a repeated decision a no-op.
+    `added`: the new one, `accepted`: the prediction itself, `rejected`: none). A decision
+    already in place is not recorded again (`autolabel.storage.db.review_history`).
     """
 
     __tablename__ = "review_events"
@@ -371,7 +371,6 @@ class ReviewEvent(Base):
     reviewer: Mapped[str | None] = mapped_column(String(200))
     reviewed_at: Mapped[datetime] = mapped_column(Timestamp(), default=utc_now)
     item_key: Mapped[str | None] = mapped_column(String(200))
-    fingerprint: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
 
 

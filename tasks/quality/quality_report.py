@@ -8,16 +8,13 @@ that cannot be read or decoded is listed in the report, never fatal.
 """
 
 import io
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 from PIL import Image as PILImage
 
 from autolabel.storage.db import queries
-from autolabel.storage.db.coco_export import unwritable
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.quality_rows import (
     SCORE_FIELDS,
@@ -39,7 +36,6 @@ from autolabel.storage.images import decode_image
 from autolabel.storage.mask_clip import fit_mask
 from autolabel.storage.overlay import render_overlay
 from autolabel.storage.rle import decode_rle
-from autolabel.storage.urls import is_url, split_file_url
 from autolabel.tasks.quality.agreement import AgreementTally, match_image
 from autolabel.tasks.quality.report_data import (
     AgreementRow,
@@ -200,34 +196,9 @@ def compute_quality_report(request: QualityRequest, resources: Resources) -> Qua
     )
 
 
-def _write_page(output: str, page: bytes, resources: Resources) -> str:
-    """Write the page whole (a temporary file renamed, or one object put); returns where."""
-    if is_url(output):
-        folder, name = split_file_url(output)
-        resources.store(folder).put(name, page, content_type="text/html; charset=utf-8")
-        return output
-    path = Path(output).expanduser().resolve()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed and removed below
-            dir=path.parent, suffix=".html.tmp", delete=False
-        )
-    except OSError as exc:
-        raise unwritable(path, exc) from exc
-    tmp_path = Path(tmp.name)
-    try:
-        with tmp:
-            tmp.write(page)
-        tmp_path.replace(path)
-    except OSError as exc:
-        raise unwritable(path, exc) from exc
-    finally:
-        tmp_path.unlink(missing_ok=True)
-    return str(path)
-
-
 def write_quality_report(request: QualityRequest, resources: Resources) -> QualityResult:
     """Compute the report, write its HTML page to `request.output`, return its tables."""
     report = compute_quality_report(request, resources)
-    where = _write_page(request.output, render_report_html(report).encode("utf-8"), resources)
+    page = render_report_html(report).encode("utf-8")
+    where = resources.put_output(request.output, page, content_type="text/html; charset=utf-8")
     return report.result.model_copy(update={"output": where})

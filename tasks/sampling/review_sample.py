@@ -10,14 +10,12 @@ the chosen images. Nothing stored changes. Used by `autolabel sample-review`,
 `autolabel export-review --images-from` and the flow `sample-for-review`.
 """
 
-import tempfile
 from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autolabel.storage.db import queries
-from autolabel.storage.db.coco_export import unwritable
 from autolabel.storage.db.engine import session_scope
 from autolabel.storage.db.sampling_rows import (
     SignalFilter,
@@ -110,19 +108,7 @@ def sample_for_review(request: SampleRequest, resources: Resources) -> ReviewSel
 def save_selection(selection: ReviewSelection, output: str, resources: Resources) -> str:
     """Write `selection` as JSON to a local file (atomically) or a store URL; returns where."""
     data = (selection.model_dump_json(indent=2) + "\n").encode()
-    if is_url(output):
-        store, key = resources.open_object(output)
-        store.put(key, data, content_type="application/json")
-        return output
-    path = Path(output).expanduser().resolve()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            tmp.write(data)
-        Path(tmp.name).replace(path)
-    except OSError as exc:
-        raise unwritable(path, exc) from exc
-    return str(path)
+    return resources.put_output(output, data, content_type="application/json")
 
 
 def load_selection(source: str, resources: Resources) -> ReviewSelection:

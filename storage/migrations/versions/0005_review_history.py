@@ -105,7 +105,6 @@ def upgrade() -> None:
         sa.Column("reviewer", sa.String(length=200), nullable=True),
         sa.Column("reviewed_at", _TIME, nullable=False),
         sa.Column("item_key", sa.String(length=200), nullable=True),
-        sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("details", _JSON, nullable=False),
         _fk("review_events", "import_id", "review_imports"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_review_events")),

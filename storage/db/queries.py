@@ -291,10 +291,10 @@ def iter_images_with_annotations(
     )
     if run_id is not None:
         stmt = stmt.where(Annotation.run_id == run_id)
-    else:
-        stmt = stmt.where(is_current_label(dataset_id))
-    if accepted_only:
+    if accepted_only:  # accepted annotations are always current labels
         stmt = stmt.where(Annotation.review_status == ReviewStatus.ACCEPTED)
+    elif run_id is None:
+        stmt = stmt.where(is_current_label(dataset_id))
     rows = session.execute(
         stmt.order_by(Annotation.image_id, Annotation.id),
         execution_options={"yield_per": batch_size},

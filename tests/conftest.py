@@ -69,6 +69,20 @@ def _sigchld_restored() -> Iterator[None]:
         signal_handling._SIGCHLD_handler_set = False  # the next loader installs its own again
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored() -> Iterator[None]:
+    """Give torch back its intra-op thread count after each test: a test that changed it would
+    leave later tests of its worker computing with another count than the processes they start,
+    and trainings compared across the two (resume against an uninterrupted run) would differ in
+    the last bits."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -28,7 +28,7 @@ from autolabel.models.grounding_dino import (
 from autolabel.models.grounding_dino.checkpoint import IGNORE_MISSING
 from autolabel.models.grounding_dino.forward import image_forward
 from autolabel.models.grounding_dino.text import encode_text
-from tests.unit.models.helpers import load_script
+from tests.unit.models.helpers import load_script, torch_threads
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "grounding_dino"
 
@@ -74,7 +74,6 @@ def small_config() -> GroundingDinoConfig:
     ],
 )
 def test_converted_weights_reproduce_the_original(variant: str, config) -> None:  # type: ignore[no-untyped-def]
-    torch.set_num_threads(2)
     model = build_detector(config())
     load_state_dict_strict(
         model,
@@ -83,7 +82,7 @@ def test_converted_weights_reproduce_the_original(variant: str, config) -> None:
         ignore_missing=IGNORE_MISSING,
     )
     ref = np.load(FIXTURES / f"ref_{variant}.npz")
-    with torch.inference_mode():
+    with torch_threads(2), torch.inference_mode():  # the fixtures' thread count
         text = encode_text(model, torch.from_numpy(ref["input_ids"]))
         logits, boxes = image_forward(
             model,

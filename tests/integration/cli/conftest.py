@@ -82,3 +82,24 @@ def cli_in_process(
         return run_in_process(args, capsys)
 
     return run
+
+
+@pytest.fixture
+def flow_cli_in_process(
+    cli_in_process: Callable[..., tuple[int, str, str]], prefect_harness: None
+) -> Callable[[list[str], dict[str, str]], subprocess.CompletedProcess[str]]:
+    """Run `autolabel ARGS` in this process with `env` set (`base_env` and overrides), for
+    commands that run flows: they talk to the session's Prefect test API, as to a configured
+    server, instead of starting a temporary API each. Returns what `autolabel` returns.
+
+    For tests of what a command ends in (its one line, the recorded state): the console script
+    in its own process, with its temporary API, is run by the other command-line tests."""
+    from prefect.settings import PREFECT_API_URL
+
+    api = {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
+
+    def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        code, out, err = cli_in_process(args, **(env | api))
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run

@@ -12,18 +12,37 @@ from autolabel.flows.cli.doctor import check_weight_file
 from autolabel.models.grounding_dino import tiny_test_config
 from autolabel.models.weight_files import WeightFile, sha256_of
 from tests.conftest import PostgresDatabases, free_port
-from tests.integration.cli.conftest import run_cli
 from tests.unit.models.original_layout import write_original_checkpoint
 
 pytestmark = pytest.mark.integration
+
+
+InProcess = Callable[..., tuple[int, str, str]]
 
 
 def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
     return {c["name"]: c for c in json.loads(result.stdout)}
 
 
+@pytest.fixture
+def doctor(
+    cli_in_process: InProcess,
+) -> Callable[[dict[str, str]], subprocess.CompletedProcess[str]]:
+    """`autolabel doctor --json` in this process with `env` (`base_env` and overrides)."""
+
+    def run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        code, out, err = cli_in_process(["doctor", "--json"], **env)
+        return subprocess.CompletedProcess(["doctor", "--json"], code, out, err)
+
+    return run
+
+
 def test_doctor_passes_on_postgres_and_s3(
-    base_env: dict[str, str], postgres_databases: PostgresDatabases, s3_bucket: str, s3_env: str
+    doctor: Callable[[dict[str, str]], subprocess.CompletedProcess[str]],
+    base_env: dict[str, str],
+    postgres_databases: PostgresDatabases,
+    s3_bucket: str,
+    s3_env: str,
 ) -> None:
     from autolabel.storage.db.engine import upgrade_to_head
 
@@ -34,7 +53,7 @@ def test_doctor_passes_on_postgres_and_s3(
         "AUTOLABEL_STORAGE__URL": f"s3://{s3_bucket}/images",
         "AUTOLABEL_S3__ENDPOINT_URL": s3_env,
     }
-    result = run_cli(["doctor", "--json"], env)
+    result = doctor(env)
     assert result.returncode == 0, result.stdout + result.stderr
     found = checks(result)
     assert found["database"]["status"] == "ok"
@@ -46,14 +65,17 @@ def test_doctor_passes_on_postgres_and_s3(
 
 
 def test_doctor_fails_when_the_database_is_down(
-    base_env: dict[str, str], s3_bucket: str, s3_env: str
+    doctor: Callable[[dict[str, str]], subprocess.CompletedProcess[str]],
+    base_env: dict[str, str],
+    s3_bucket: str,
+    s3_env: str,
 ) -> None:
     env = base_env | {
         "AUTOLABEL_DATABASE__URL": f"postgresql+psycopg://postgres:pw-123@127.0.0.1:{free_port()}/x",
         "AUTOLABEL_STORAGE__URL": f"s3://{s3_bucket}",
         "AUTOLABEL_S3__ENDPOINT_URL": s3_env,
     }
-    result = run_cli(["doctor", "--json"], env)
+    result = doctor(env)
     assert result.returncode == 1
     database = checks(result)["database"]
     assert database["status"] == "fail"
@@ -64,13 +86,15 @@ def test_doctor_fails_when_the_database_is_down(
 
 
 def test_doctor_fails_when_s3_is_down_or_bucket_missing(
-    base_env: dict[str, str], s3_env: str
+    doctor: Callable[[dict[str, str]], subprocess.CompletedProcess[str]],
+    base_env: dict[str, str],
+    s3_env: str,
 ) -> None:
     down = base_env | {
         "AUTOLABEL_STORAGE__URL": "s3://some-bucket",
         "AUTOLABEL_S3__ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
     }
-    result = run_cli(["doctor", "--json"], down)
+    result = doctor(down)
     assert result.returncode == 1
     assert checks(result)["storage"]["status"] == "fail"
     assert checks(result)["database"]["status"] in {"ok", "warn"}  # embedded SQLite
@@ -79,7 +103,7 @@ def test_doctor_fails_when_s3_is_down_or_bucket_missing(
         "AUTOLABEL_STORAGE__URL": "s3://no-such-bucket",
         "AUTOLABEL_S3__ENDPOINT_URL": s3_env,
     }
-    result = run_cli(["doctor", "--json"], missing)
+    result = doctor(missing)
     assert result.returncode == 1
     storage = checks(result)["storage"]
     assert storage["status"] == "fail"
@@ -138,6 +162,7 @@ def test_every_command_has_help() -> None:
 
 
 def test_doctor_fails_on_unloadable_unpinned_weights_and_notices_a_change(
+    doctor: Callable[[dict[str, str]], subprocess.CompletedProcess[str]],
     base_env: dict[str, str],
 ) -> None:
     """Random bytes under the released GroundingDINO filename (whose digest is not pinned) are a
@@ -146,7 +171,7 @@ def test_doctor_fails_on_unloadable_unpinned_weights_and_notices_a_change(
     path.parent.mkdir(parents=True)
     path.write_bytes(os.urandom(4096))
     first_digest = sha256_of(path)
-    result = run_cli(["doctor", "--json"], base_env)
+    result = doctor(base_env)
     assert result.returncode == 1, result.stdout + result.stderr
     line = checks(result)["weights grounding-dino-swint-ogc"]
     assert line["status"] == "fail"
@@ -156,7 +181,7 @@ def test_doctor_fails_on_unloadable_unpinned_weights_and_notices_a_change(
     assert ledger["files"][path.name]["sha256"] == first_digest
 
     path.write_bytes(os.urandom(4096))
-    result = run_cli(["doctor", "--json"], base_env)
+    result = doctor(base_env)
     assert result.returncode == 1
     line = checks(result)["weights grounding-dino-swint-ogc"]
     assert line["status"] == "fail"

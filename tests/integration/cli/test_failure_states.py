@@ -1,15 +1,19 @@
 """Every failure of `autolabel label` / `export` ends in one line on the terminal (exit 2, no
 traceback) and, once a run exists, in a recorded final state with its reason.
 
-Each case runs the installed console script in a subprocess against the real services: the
-embedded SQLite or the PostgreSQL server, the moto S3 server, and the command's own temporary
-Prefect API. Before these fixes, the same commands printed Prefect tracebacks, left runs
-`running`, stored a 5,000-character category on SQLite (and crashed PostgreSQL with DataError),
-marked images with NaN boxes done, and followed manifest URLs anywhere.
+Each case runs the command line (`autolabel.flows.cli.main`, the console script's entry) in the
+test's process against the real services: the embedded SQLite or the PostgreSQL server, the
+moto S3 server, and the session's Prefect test API (the console script in a process of its
+own, with its temporary Prefect API, is what test_label_cli and the fault tests run). Before
+these fixes, the same commands printed Prefect tracebacks, left runs `running`, stored a
+5,000-character category on SQLite (and crashed PostgreSQL with DataError), marked images with
+NaN boxes done, and followed manifest URLs anywhere.
 """
 
 import json
 import sqlite3
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -18,14 +22,21 @@ import pytest
 
 from tests.conftest import PostgresDatabases
 from tests.corpus import write_good_images
-from tests.integration.cli.conftest import autolabel, error_lines
+from tests.integration.cli.conftest import error_lines
 
 pytestmark = pytest.mark.integration
+
+Autolabel = Callable[[list[str], dict[str, str]], subprocess.CompletedProcess[str]]
 
 TEST_MODELS = (
     "--detector", "grounding-dino-test", "--segmenter", "efficientvit-sam-test",
     "--random-weights",
 )  # fmt: skip
+
+
+@pytest.fixture
+def autolabel(flow_cli_in_process: Autolabel) -> Autolabel:
+    return flow_cli_in_process
 
 
 def images(folder: Path, n: int = 3) -> str:
@@ -50,7 +61,7 @@ def runs(env: dict[str, str]) -> list[tuple[object, ...]]:
 
 
 def test_a_source_that_cannot_be_listed_fails_its_run_in_one_line(
-    base_env: dict[str, str], tmp_path: Path, s3_bucket: str, s3_env: str
+    autolabel: Autolabel, base_env: dict[str, str], tmp_path: Path, s3_bucket: str, s3_env: str
 ) -> None:
     env = base_env | {"AUTOLABEL_S3__ENDPOINT_URL": s3_env}
     cases = {
@@ -74,7 +85,7 @@ def test_a_source_that_cannot_be_listed_fails_its_run_in_one_line(
 
 
 def test_bad_weights_and_bad_manifests_fail_in_one_line(
-    base_env: dict[str, str], tmp_path: Path
+    autolabel: Autolabel, base_env: dict[str, str], tmp_path: Path
 ) -> None:
     source = images(tmp_path / "imgs")
     weights = Path(base_env["AUTOLABEL_HOME"]) / "weights"
@@ -99,7 +110,7 @@ def test_bad_weights_and_bad_manifests_fail_in_one_line(
 
 
 def test_manifest_urls_stay_within_the_allowed_roots(
-    base_env: dict[str, str], tmp_path: Path, s3_bucket: str, s3_env: str
+    autolabel: Autolabel, base_env: dict[str, str], tmp_path: Path, s3_bucket: str, s3_env: str
 ) -> None:
     env = base_env | {"AUTOLABEL_S3__ENDPOINT_URL": s3_env}
     source = images(tmp_path / "imgs", 2)
@@ -127,7 +138,11 @@ def test_manifest_urls_stay_within_the_allowed_roots(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_oversized_prompts_are_refused_before_anything_is_stored(
-    base_env: dict[str, str], tmp_path: Path, postgres_databases: PostgresDatabases, backend: str
+    autolabel: Autolabel,
+    base_env: dict[str, str],
+    tmp_path: Path,
+    postgres_databases: PostgresDatabases,
+    backend: str,
 ) -> None:
     env = dict(base_env)
     if backend == "postgresql":
@@ -149,7 +164,7 @@ def test_oversized_prompts_are_refused_before_anything_is_stored(
 
 
 def test_dry_run_shows_the_detector_passes_a_prompt_costs(
-    base_env: dict[str, str], tmp_path: Path
+    autolabel: Autolabel, base_env: dict[str, str], tmp_path: Path
 ) -> None:
     source = images(tmp_path / "imgs", 1)
     prompts = " . ".join(f"category number {i}" for i in range(250))
@@ -167,7 +182,7 @@ def test_dry_run_shows_the_detector_passes_a_prompt_costs(
 
 
 def test_bad_boxes_fail_their_image_and_unwritable_exports_are_one_line(
-    base_env: dict[str, str], tmp_path: Path
+    autolabel: Autolabel, base_env: dict[str, str], tmp_path: Path
 ) -> None:
     source = images(tmp_path / "imgs", 3)
     document = {

@@ -1,11 +1,12 @@
 """The fault suite's world: one bucket of images on the moto server, one PostgreSQL database,
 and a reference labeling of those images by an uninterrupted run, shared by every fault test.
 
-Each test labels the same images into its own dataset through the real command line (a
-subprocess with its own temporary Prefect API), breaks something on the way (kill -9, an S3
-outage, terminated database backends, a second job), and checks the invariants
-(`FaultWorld.check_invariants`): no duplicate, no lost image, every run in a final state, no
-orphan process, no traceback on the terminal.
+Each test labels the same images into its own dataset through the real command line (the
+console script in a subprocess, talking to the session's Prefect test API as to a configured
+server, or, where the test is about it, starting its own temporary Prefect API), breaks
+something on the way (kill -9, an S3 outage, terminated database backends, a second job), and
+checks the invariants (`FaultWorld.check_invariants`): no duplicate, no lost image, every run
+in a final state, no orphan process, no traceback on the terminal.
 """
 
 import contextlib
@@ -133,6 +134,7 @@ class FaultWorld:
     bucket: str
     endpoint_url: str
     folder: Path
+    api_url: str
     reference: list[tuple[object, ...]] = field(default_factory=list)
 
     def source(self) -> str:
@@ -151,13 +153,17 @@ class FaultWorld:
             "--segmenter-backend", "torch", "--detector-backend", "torch", *extra,
         ]  # fmt: skip
 
-    def start(self, argv: list[str], **env: str) -> Command:
+    def start(self, argv: list[str], *, temporary_api: bool = False, **env: str) -> Command:
+        """Start `autolabel ARGV` with the world's environment plus `env`. Its flows talk to
+        the session's Prefect test API, or with `temporary_api` to the temporary API the
+        command starts itself (the embedded default)."""
+        api = {} if temporary_api else {"PREFECT_API_URL": self.api_url}
         name = uuid.uuid4().hex[:8]
         out, err = self.folder / f"{name}.out", self.folder / f"{name}.err"
         with out.open("w") as stdout, err.open("w") as stderr:
             process = subprocess.Popen(
                 [str(AUTOLABEL), *argv],
-                env=self.env | env,
+                env=self.env | api | env,
                 stdout=stdout,
                 stderr=stderr,
                 text=True,
@@ -165,8 +171,10 @@ class FaultWorld:
             )
         return Command(process, out, err)
 
-    def run(self, argv: list[str], timeout: float = 600, **env: str) -> Command:
-        command = self.start(argv, **env)
+    def run(
+        self, argv: list[str], timeout: float = 600, *, temporary_api: bool = False, **env: str
+    ) -> Command:
+        command = self.start(argv, temporary_api=temporary_api, **env)
         command.wait(timeout)
         return command
 
@@ -243,6 +251,7 @@ class FaultWorld:
 def fault_world(
     moto_server: MotoServer,
     postgres_databases: PostgresDatabases,
+    prefect_harness: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> FaultWorld:
     """Images in a bucket, a database, and the reference labeling (one clean CLI run)."""
@@ -274,7 +283,10 @@ def fault_world(
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         COLUMNS="200",
     )
-    world = FaultWorld(env, database_url, bucket, moto_server.endpoint_url, folder)
+    from prefect.settings import PREFECT_API_URL
+
+    api_url = str(PREFECT_API_URL.value())
+    world = FaultWorld(env, database_url, bucket, moto_server.endpoint_url, folder, api_url)
     clean = world.run(world.label_argv(REFERENCE))
     assert clean.process.returncode == 0, clean.stderr[-3000:]
     world.reference = world.annotations(REFERENCE)

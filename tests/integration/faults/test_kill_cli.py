@@ -10,7 +10,7 @@ pytestmark = pytest.mark.integration
 
 def test_cli_killed_mid_shard_leaves_no_orphan_and_a_crashed_run(fault_world: FaultWorld) -> None:
     dataset = "kill-cli"
-    first = fault_world.start(fault_world.label_argv(dataset))
+    first = fault_world.start(fault_world.label_argv(dataset), temporary_api=True)
     interrupted_at = fault_world.wait_done(dataset, 5, first)
     started = first.kill_hard()
     assert started, "the command had started its temporary Prefect API"
@@ -19,7 +19,7 @@ def test_cli_killed_mid_shard_leaves_no_orphan_and_a_crashed_run(fault_world: Fa
     [(run_id, status, _, _)] = fault_world.runs(dataset)
     assert status == "running"  # nobody has looked yet: the database cannot know by itself
 
-    rerun = fault_world.run(fault_world.label_argv(dataset))
+    rerun = fault_world.run(fault_world.label_argv(dataset), temporary_api=True)
     assert rerun.process.returncode == 0, rerun.stderr[-3000:]
     runs = fault_world.runs(dataset)
     assert runs[0][:2] == (run_id, "crashed")

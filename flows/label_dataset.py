@@ -17,11 +17,8 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from autolabel.flows.errors import FlowError
 from autolabel.flows.resources import process_resources
-from autolabel.flows.settings import Settings, get_settings
+from autolabel.flows.settings import get_settings
 from autolabel.flows.shard_fanout import ShardFanOut, find_shard_deployment
-from autolabel.storage.db import queries
-from autolabel.storage.db.engine import session_scope
-from autolabel.storage.db.queries import LabelRunInfo
 from autolabel.storage.db.tables import RunStatus
 from autolabel.tasks import resources
 from autolabel.tasks.labeling.dry_run import JobPlan, plan_job
@@ -44,7 +41,7 @@ from autolabel.tasks.labeling.label_tasks import (
     start_run,
 )
 from autolabel.tasks.labeling.progress import ShardTally, current_sink
-from autolabel.tasks.labeling.run_lease import Heartbeat, close_dead_runs
+from autolabel.tasks.labeling.run_lease import Heartbeat
 from autolabel.tasks.labeling.shard_runs import ShardRunSizer
 from autolabel.tasks.resources import bound
 from autolabel.tasks.tuning.job_defaults import tuned_job
@@ -213,16 +210,6 @@ def _record_failure(
         finish_run(claim, job, outcome)
     except Exception as record_error:  # noqa: BLE001 - the original error is what the caller sees
         get_run_logger().error("could not record the end of run %d: %s", claim.run_id, record_error)
-
-
-def recent_runs(settings: Settings, *, dataset: str | None, limit: int) -> list[LabelRunInfo]:
-    """The most recent label runs, newest first, after marking dead `running` runs `crashed`
-    (their process is gone, or their heartbeat lapsed): a listing never shows a dead run as
-    running."""
-    engine = process_resources(settings).engine
-    close_dead_runs(engine)
-    with session_scope(engine) as session:
-        return queries.list_label_runs(session, dataset=dataset, limit=limit)
 
 
 def plan_label_job(job: LabelJob) -> JobPlan:

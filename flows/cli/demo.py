@@ -16,8 +16,6 @@ from rich.console import Console
 from autolabel.flows.cli.checks import prefect_for_flows
 from autolabel.flows.cli.label import print_summary, run_job
 from autolabel.flows.settings import load_settings
-from autolabel.models.detection import DetectionConfig
-from autolabel.tasks.labeling.job import LabelJob
 
 DEMO_PROMPTS = ["person", "cat", "cup", "rocket"]
 DEMO_DATASET = "demo"
@@ -57,6 +55,8 @@ def demo(
 ) -> None:
     """Label a few sample photos end to end and export COCO with overlays."""
     from autolabel.flows.export_coco import ExportRequest, export_coco
+    from autolabel.models.detection import DetectionConfig
+    from autolabel.tasks.labeling.job import LabelJob
 
     settings = load_settings()
     folder = settings.home / "demo"

@@ -11,11 +11,11 @@ from autolabel.flows.cli.boundary import parameter_errors
 from autolabel.flows.cli.checks import prefect_for_flows
 from autolabel.flows.errors import FlowError
 from autolabel.flows.settings import load_settings
-from autolabel.tasks.labeling.job import LabelJob, RunSummary
 from autolabel.tasks.labeling.progress import reporting_to
 
-if TYPE_CHECKING:  # the dry run's module loads the models: imported by --dry-run only
+if TYPE_CHECKING:  # modules that import the models (torch): imported by the commands that run them
     from autolabel.tasks.labeling.dry_run import JobPlan
+    from autolabel.tasks.labeling.job import LabelJob, RunSummary
 
 console = Console(stderr=True)
 
@@ -64,7 +64,7 @@ class TerminalProgress:
         )
 
 
-def print_summary(summary: RunSummary) -> None:
+def print_summary(summary: "RunSummary") -> None:
     table = Table(title=f"label run {summary.run_id} ({summary.dataset}): {summary.status}")
     for column in ("images done", "failed", "skipped", "annotations", "images/s"):
         table.add_column(column, justify="right")
@@ -85,7 +85,7 @@ def print_summary(summary: RunSummary) -> None:
         Console().print(f"failed images by reason: {summary.failures}")
 
 
-def print_plan(job: LabelJob, plan: "JobPlan") -> None:
+def print_plan(job: "LabelJob", plan: "JobPlan") -> None:
     """The dry run's table: images listed, already done, to label, and the estimate."""
     table = Table(title=f"dry run: {job.source} -> dataset {job.dataset!r}")
     table.add_column("")
@@ -103,7 +103,7 @@ def print_plan(job: LabelJob, plan: "JobPlan") -> None:
     Console().print(table)
 
 
-def run_job(job: LabelJob) -> RunSummary:
+def run_job(job: "LabelJob") -> "RunSummary":
     """Run the labeling flow in this process with a terminal progress bar."""
     from autolabel.flows.label_dataset import autolabel_dataset
 
@@ -180,6 +180,8 @@ def label(
     ),
 ) -> None:
     """Label images from a bucket with text prompts into a dataset."""
+    from autolabel.tasks.labeling.job import LabelJob
+
     settings = load_settings()
     with parameter_errors(JobParameterError, subject="job"):
         job = LabelJob.model_validate(

@@ -6,7 +6,6 @@ import typer
 
 from autolabel.flows.cli.checks import prefect_for_flows
 from autolabel.flows.cli.label import JobParameterError
-from autolabel.tasks.labeling.job import LabelJob
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -34,6 +33,7 @@ def serve(
     from autolabel.flows.export_coco import export_coco
     from autolabel.flows.label_dataset import autolabel_dataset
     from autolabel.flows.sa1b import export_sa1b_shards
+    from autolabel.tasks.labeling.job import LabelJob
 
     job = None
     if source or dataset or prompts:

@@ -3,7 +3,7 @@
 from rich.console import Console
 from rich.table import Table
 
-from autolabel.flows.label_dataset import recent_runs
+from autolabel.flows.run_listing import recent_runs
 from autolabel.flows.settings import Settings
 
 

@@ -17,10 +17,6 @@ import typer
 from autolabel.flows.errors import FlowError
 from autolabel.flows.resources import inference_device, s3_config
 from autolabel.flows.settings import load_settings
-from autolabel.tasks.training.distributed import shutdown_distributed
-from autolabel.tasks.training.evaluate import EvalRequest, evaluate_model
-from autolabel.tasks.training.train_config import TrainConfig
-from autolabel.tasks.training.trainer import run_training
 
 
 def train(
@@ -45,6 +41,10 @@ def train(
     teacher_cache: str | None = typer.Option(None, help="Store URL for teacher embeddings."),
 ) -> None:
     """Fine-tune EfficientViT-SAM on SA-1B-format data (resumes from OUTPUT when possible)."""
+    from autolabel.tasks.training.distributed import shutdown_distributed
+    from autolabel.tasks.training.train_config import TrainConfig
+    from autolabel.tasks.training.trainer import run_training
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = TrainConfig(
         data=data,
@@ -107,6 +107,8 @@ def evaluate(
     ),
 ) -> None:
     """Box mIoU (all/small/medium/large), click mIoU at 1/3/5 clicks, optional COCO mask mAP."""
+    from autolabel.tasks.training.evaluate import EvalRequest, evaluate_model
+
     settings = load_settings()
     report = evaluate_model(
         EvalRequest(

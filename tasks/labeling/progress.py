@@ -9,9 +9,10 @@ callback. Without a binding, progress goes nowhere (the Prefect progress artifac
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from autolabel.tasks.labeling.job import RunSummary, ShardResult
+if TYPE_CHECKING:  # the job module imports the detector's (torch) config; the CLI imports this
+    from autolabel.tasks.labeling.job import RunSummary, ShardResult
 
 
 class ProgressSink(Protocol):
@@ -58,7 +59,7 @@ class ShardTally:
         self.max_failure_fraction = max_failure_fraction
         self.results: list[ShardResult] = []
 
-    def add(self, result: ShardResult) -> None:
+    def add(self, result: "ShardResult") -> None:
         self.results.append(result)
 
     @property
@@ -89,7 +90,7 @@ class ShardTally:
         return self.processed > 0 and self.failed / self.processed > self.max_failure_fraction
 
 
-def summary_markdown(summary: RunSummary) -> str:
+def summary_markdown(summary: "RunSummary") -> str:
     """The end-of-run summary as Markdown."""
     lines = [
         f"# Label run {summary.run_id} ({summary.dataset}): {summary.status}",

@@ -11,10 +11,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from autolabel.flows.cli import main
-from autolabel.flows.cli import train as cli_train
 from autolabel.storage.config import S3Config
 from autolabel.tasks.resources import ResourceConfig, Resources
-from autolabel.tasks.training import retrain
+from autolabel.tasks.training import evaluate, retrain
 from autolabel.tasks.training.evaluate import EvalReport, EvalRequest
 from autolabel.tasks.training.retrain import RetrainRequest
 
@@ -67,7 +66,7 @@ def test_cli_eval_defaults_to_the_configured_device(
         requests.append(request)
         return EvalReport(metrics={"miou": 0.5}, images_used=1, skipped=[])
 
-    monkeypatch.setattr(cli_train, "evaluate_model", record)
+    monkeypatch.setattr(evaluate, "evaluate_model", record)  # `eval` imports it when run
     monkeypatch.setenv("AUTOLABEL_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("AUTOLABEL_MODELS__DEVICE", configured)
     out = tmp_path / "metrics.json"

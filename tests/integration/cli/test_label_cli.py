@@ -23,7 +23,10 @@ def test_dry_run_counts_and_estimates_without_labeling(
         "--detector", "grounding-dino-test", "--segmenter", "efficientvit-sam-test",
         "--random-weights", "--dry-run",
     ]  # fmt: skip
-    result = run_cli([*args, "--segmenter-backend", "auto", "--detector-backend", "auto"], base_env)
+    # The segmenter's runtime is chosen on this machine (`auto`), the detector stays on torch
+    # (base_env): its exported graphs are per image shape, and the flow and selection tests
+    # cover its choice.
+    result = run_cli([*args, "--segmenter-backend", "auto"], base_env)
     bad = run_cli([*args, "--segmenter-backend", "tensorrt"], base_env)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == (
@@ -41,7 +44,7 @@ def test_dry_run_counts_and_estimates_without_labeling(
     assert float(lines["measured seconds per image (models only)"]) > 0
     runtimes = {"openvino-bf16", "openvino-fp32", "onnxruntime-fp32", "torch-fp32"}
     assert lines["segmenter runtime (this machine)"] in runtimes
-    assert lines["detector runtime (this machine)"] in runtimes
+    assert lines["detector runtime (this machine)"] == "torch-fp32"
     runs = run_cli(["runs"], base_env)
     assert runs.returncode == 0
     assert "dry" not in runs.stdout  # the dry run created no run

@@ -71,11 +71,13 @@ def _label_in_waves(
 ) -> RunStatus:
     """Submit shards keeping at most SHARDS_IN_FLIGHT running; stop submitting on abort."""
     progress = ProgressArtifact(ctx.run_id, len(shards))
+    delays = list(get_settings().labeling.shard_retry_delays_s)
+    shard_task = label_shard.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
     queue = list(reversed(shards))
     while queue:
         wave: list[PrefectFuture[Any]] = []
         while queue and len(wave) < SHARDS_IN_FLIGHT:
-            wave.append(label_shard.submit(queue.pop(), job, ctx))
+            wave.append(shard_task.submit(queue.pop(), job, ctx))
         for future in as_completed(wave):
             tally.add(future.result())
             progress.shard_done()

@@ -12,6 +12,7 @@ fields here; a database password may be given apart from the URL as a secret.
 """
 
 import difflib
+import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -212,6 +213,13 @@ class LabelingConfig(BaseModel):
         "start-up is at most this fraction of a run (up to 16x `images_per_shard_run`); 0 keeps "
         "`images_per_shard_run`.",
     )
+    shard_retry_delays_s: tuple[float, ...] = Field(
+        default=(5.0, 30.0),
+        max_length=10,
+        description="Seconds to wait before each retry of a shard that failed on a transient "
+        "error (throttling, a dropped connection, a database restart) in the job's process, one "
+        "retry per entry, as a JSON list; `[]` fails such a shard at once.",
+    )
     shard_run_attempts: int = Field(
         default=3,
         ge=1,
@@ -219,6 +227,13 @@ class LabelingConfig(BaseModel):
         description="Attempts per shard run: a run that fails or whose worker dies is rerun "
         "for its images not yet stored, until this many attempts.",
     )
+
+    @field_validator("shard_retry_delays_s")
+    @classmethod
+    def _check_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 <= delay <= 3600 for delay in value):
+            raise ValueError(f"expected delays between 0 and 3600 seconds, got {list(value)}")
+        return value
 
     @field_validator("shard_deployment")
     @classmethod
@@ -388,6 +403,8 @@ def settings_table_markdown() -> str:
             default = "`~/.autolabel`" if name == f"{PREFIX}HOME" else "(computed)"
         elif field.default is None:
             default = "(unset)"
+        elif isinstance(field.default, tuple):  # written as a JSON list in the environment
+            default = f"`{json.dumps(list(field.default))}`"
         else:
             default = f"`{field.default}`"
         description = " ".join(str(field.description).split())

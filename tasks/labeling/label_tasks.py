@@ -85,14 +85,10 @@ def plan_shards(job: LabelJob, ctx: RunContext) -> list[ShardRef]:
     return sources.plan_shards(ctx.dataset_id, job, ctx.work_key, resources.current())
 
 
-@task(
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_transient,
-    task_run_name="label-shard-{shard.index}",
-)
+@task(retry_condition_fn=retry_transient, task_run_name="label-shard-{shard.index}")
 def label_shard(shard: ShardRef, job: LabelJob, ctx: RunContext) -> ShardResult:
-    """Label one shard, holding a slot of this host's device limit (if any) while it runs."""
+    """Label one shard, holding a slot of this host's device limit (if any) while it runs.
+    Its retries (transient errors only) are the flow's to set: `with_options(retries=...)`."""
     res = resources.current()
     source = box_source_for(job, res)
     sink = current_sink()

@@ -71,6 +71,7 @@ def test_s3_gone_for_good_fails_the_run_in_one_line(fault_world: FaultWorld) -> 
             AUTOLABEL_S3__ENDPOINT_URL=proxy.url,
             AUTOLABEL_S3__MAX_ATTEMPTS="2",
             AUTOLABEL_S3__CONNECT_TIMEOUT_S="1",
+            AUTOLABEL_LABELING__SHARD_RETRY_DELAYS_S="[1, 1]",  # the default waits 5 s, 30 s
         )
         fault_world.wait_done(dataset, 3, job)
         proxy.down()

@@ -83,6 +83,8 @@ def test_password_is_secret(monkeypatch: pytest.MonkeyPatch) -> None:
         ("AUTOLABEL_S3__MAX_ATTEMPTS", "0", "greater than or equal to 1"),
         ("AUTOLABEL_S3__ENDPOINT_URL", "ftp://h", "expected an http(s)://host[:port]"),
         ("AUTOLABEL_IMAGES__MAX_PIXELS", "0", "AUTOLABEL_IMAGES__MAX_PIXELS='0'"),
+        ("AUTOLABEL_LABELING__SHARD_RETRY_DELAYS_S", "[5, -1]", "between 0 and 3600 seconds"),
+        ("AUTOLABEL_LABELING__SHARD_RETRY_DELAYS_S", "5", "AUTOLABEL_LABELING__SHARD_RETRY_DELAYS"),
     ],
 )
 def test_bad_value_names_variable_and_expectation(
@@ -95,6 +97,14 @@ def test_bad_value_names_variable_and_expectation(
     assert message.startswith(f"{variable}=")
     assert expected in message
     assert "\n" not in message
+
+
+def test_shard_retry_delays_are_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().labeling.shard_retry_delays_s == (5.0, 30.0)
+    monkeypatch.setenv("AUTOLABEL_LABELING__SHARD_RETRY_DELAYS_S", "[1, 2.5]")
+    assert load_settings().labeling.shard_retry_delays_s == (1.0, 2.5)
+    monkeypatch.setenv("AUTOLABEL_LABELING__SHARD_RETRY_DELAYS_S", "[]")
+    assert load_settings().labeling.shard_retry_delays_s == ()
 
 
 def test_settings_are_frozen() -> None:

@@ -12,7 +12,6 @@ fields here; a database password may be given apart from the URL as a secret.
 """
 
 import difflib
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -308,9 +307,14 @@ def _leaves(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, Any]]:
             yield from _leaves(sub, f"{prefix}{name.upper()}{DELIMITER}")
 
 
+def variable_fields() -> list[tuple[str, Any]]:
+    """Every setting's environment variable and its field, in declaration order."""
+    return list(_leaves(Settings, PREFIX))
+
+
 def variable_names() -> list[str]:
     """Every leaf variable `Settings` reads, in table order."""
-    return [name for name, _ in _leaves(Settings, PREFIX)]
+    return [name for name, _ in variable_fields()]
 
 
 def _accepted_names() -> frozenset[str]:
@@ -393,20 +397,3 @@ def load_settings(**overrides: object) -> Settings:
             f"{str(exc).splitlines()[0]}: a whole section must be a JSON object; "
             "or set one field as AUTOLABEL_<SECTION>__<FIELD>"
         ) from exc
-
-
-def settings_table_markdown() -> str:
-    """The README's configuration table, generated from the fields of `Settings`."""
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, field in _leaves(Settings, PREFIX):
-        if field.default_factory is not None:
-            default = "`~/.autolabel`" if name == f"{PREFIX}HOME" else "(computed)"
-        elif field.default is None:
-            default = "(unset)"
-        elif isinstance(field.default, tuple):  # written as a JSON list in the environment
-            default = f"`{json.dumps(list(field.default))}`"
-        else:
-            default = f"`{field.default}`"
-        description = " ".join(str(field.description).split())
-        lines.append(f"| `{name}` | {default} | {description} |")
-    return "\n".join(lines)

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from autolabel.flows.settings import settings_table_markdown
+from autolabel.flows.settings_table import settings_table_markdown
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 

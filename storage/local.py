@@ -47,20 +47,32 @@ TMP_PREFIX = ".autolabel-tmp-"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `path` whole: a temporary file in its folder, then renamed over it (a reader never
-    sees half a file; a failed write leaves no temporary file).
+    """Write `path` whole (see `_write_atomically`).
 
     Raises:
         OSError: The folder cannot be written.
     """
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        try:
-            tmp.write(data)
-        except BaseException:
-            tmp.close()
-            Path(tmp.name).unlink(missing_ok=True)
-            raise
-    Path(tmp.name).replace(path)
+    _write_atomically(path, lambda out: out.write(data))
+
+
+def _write_atomically(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Write `path` whole: `fill` writes a temporary file in its folder (named `TMP_PREFIX`...,
+    which listings skip), synced, then renamed over `path`. A reader never sees half a file; a
+    failed write leaves no temporary file.
+
+    Raises:
+        OSError: The folder cannot be written.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            fill(out)
+            out.flush()
+            os.fsync(out.fileno())
+        Path(tmp_name).replace(path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
 
 
 def local_etag(st: os.stat_result) -> str:
@@ -159,22 +171,12 @@ class LocalStore(FilteredListing):
 
     def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> ObjectInfo:
         target = self._path(key)
-        tmp_name: str | None = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=target.parent)
-            with os.fdopen(fd, "wb") as out:
-                fill(out)
-                out.flush()
-                os.fsync(out.fileno())
-            Path(tmp_name).replace(target)
-            tmp_name = None
+            _write_atomically(target, fill)
             st = target.stat()
         except OSError as exc:
             raise StorageError(f"put {key!r} in {self.url} failed: {exc.strerror or exc}") from exc
-        finally:
-            if tmp_name is not None:
-                Path(tmp_name).unlink(missing_ok=True)
         return ObjectInfo(key, st.st_size, local_etag(st))
 
     def delete(self, key: str) -> None:

@@ -11,6 +11,7 @@ import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +29,15 @@ from autolabel.storage.sa1b import (
 
 MIN_AREA_PX = 16
 DEFAULT_RADIUS = (0.04, 0.3)
+# Shards the test model learns from in a few dozen steps from scratch: one large shape per
+# image, grey on grey. With `greys` every image has about the same pixel statistics, so the model
+# (BatchNorm, trained one image per batch) segments as well with its running statistics as it
+# trained with per-image ones. On random colour textures its held-out box mIoU after 60-120 steps
+# ranged from below its random initialisation to +0.2 with the seed and the CPU's float kernels;
+# with these greys it reached 0.77-0.93 from 0.16 in every run.
+TRAINABLE_SHAPES: dict[str, Any] = {
+    "height": 64, "width": 80, "max_shapes": 1, "radius": (0.3, 0.45), "greys": (70.0, 190.0)
+}  # fmt: skip
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.float64]:
@@ -76,6 +86,7 @@ def synthetic_image(
     width: int,
     max_shapes: int,
     radius: tuple[float, float] = DEFAULT_RADIUS,
+    greys: tuple[float, float] | None = None,
 ) -> tuple[npt.NDArray[np.uint8], list[npt.NDArray[np.bool_]]]:
     """One (H, W, 3) uint8 RGB image and the exact (H, W) bool masks of its visible shapes.
 
@@ -84,12 +95,19 @@ def synthetic_image(
         height, width: Image size in pixels.
         max_shapes: 1 to `max_shapes` shapes are painted.
         radius: Range of shape half-sizes as fractions of the image's short side.
+        greys: (background, shape) grey levels, lightly noised; None: a random colour texture
+            and a random colour per shape. Every image then has about the same pixel
+            statistics, which a BatchNorm model trained from scratch one image per batch needs to
+            segment as well in eval mode (running statistics) as it trains (per-image ones).
     """
-    img = _background(rng, height, width)
+    if greys is None:
+        img = _background(rng, height, width)
+    else:
+        img = greys[0] + rng.normal(0, 6, size=(height, width, 3))
     shapes: list[npt.NDArray[np.bool_]] = []
     for _ in range(int(rng.integers(1, max_shapes + 1))):
         mask = _shape_mask(rng, height, width, radius)
-        colour = rng.uniform(0, 255, size=3)
+        colour = rng.uniform(0, 255, size=3) if greys is None else np.full(3, greys[1])
         img[mask] = colour + rng.normal(0, 4, size=(int(mask.sum()), 3))
         shapes = [s & ~mask for s in shapes]
         shapes.append(mask)
@@ -105,10 +123,11 @@ def synthetic_sample(
     width: int = 128,
     max_shapes: int = 6,
     radius: tuple[float, float] = DEFAULT_RADIUS,
+    greys: tuple[float, float] | None = None,
 ) -> Sa1bSample:
     """One SA-1B sample (PNG image + record) with annotation ids `image_id * 1000 + k + 1`."""
     rgb, masks = synthetic_image(
-        rng, height=height, width=width, max_shapes=max_shapes, radius=radius
+        rng, height=height, width=width, max_shapes=max_shapes, radius=radius, greys=greys
     )
     rles = [encode_mask(m) for m in masks]
     boxes = rle_bboxes(rles) if rles else np.zeros((0, 4))
@@ -142,13 +161,15 @@ def iter_synthetic_samples(
     width: int = 128,
     max_shapes: int = 6,
     radius: tuple[float, float] = DEFAULT_RADIUS,
+    greys: tuple[float, float] | None = None,
 ) -> Iterator[Sa1bSample]:
     """`count` samples with image ids `first_id`, `first_id + 1`, ... (deterministic per seed)."""
     for i in range(count):
         rng = np.random.default_rng([seed, first_id + i])
         yield synthetic_sample(
-            rng, first_id + i, height=height, width=width, max_shapes=max_shapes, radius=radius
-        )
+            rng, first_id + i, height=height, width=width, max_shapes=max_shapes, radius=radius,
+            greys=greys,
+        )  # fmt: skip
 
 
 def write_synthetic_shards(
@@ -161,6 +182,7 @@ def write_synthetic_shards(
     width: int = 128,
     max_shapes: int = 6,
     radius: tuple[float, float] = DEFAULT_RADIUS,
+    greys: tuple[float, float] | None = None,
 ) -> list[Path]:
     """Write `shards` tar shards `sa_000000.tar`, ... of synthetic samples into `folder`.
 
@@ -173,7 +195,7 @@ def write_synthetic_shards(
         path = folder / f"sa_{s:06d}.tar"
         samples = iter_synthetic_samples(
             images_per_shard, seed=seed, first_id=1 + s * images_per_shard,
-            height=height, width=width, max_shapes=max_shapes, radius=radius,
+            height=height, width=width, max_shapes=max_shapes, radius=radius, greys=greys,
         )  # fmt: skip
         write_shard(path, samples)
         paths.append(path)

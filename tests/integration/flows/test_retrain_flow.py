@@ -15,7 +15,7 @@ from autolabel.flows.retrain import RetrainRequest, retrain_sam
 from autolabel.storage.config import S3Config
 from autolabel.storage.objectstore import open_store
 from tests.integration.flows.conftest import FlowEnv
-from tests.synthetic import write_synthetic_shards, write_with_bad_rles
+from tests.synthetic import TRAINABLE_SHAPES, write_synthetic_shards, write_with_bad_rles
 
 pytestmark = pytest.mark.integration
 
@@ -49,12 +49,12 @@ def versions(env: FlowEnv) -> list[tuple[str, str]]:
 def test_better_candidate_is_promoted_and_a_worse_one_is_not(
     flow_env: FlowEnv, tmp_path: Path
 ) -> None:
-    shapes = {"height": 64, "width": 80, "max_shapes": 1, "radius": (0.3, 0.45)}
-    write_synthetic_shards(tmp_path / "train", shards=2, images_per_shard=4, seed=0, **shapes)  # type: ignore[arg-type]
-    write_synthetic_shards(tmp_path / "holdout", shards=1, images_per_shard=4, seed=99, **shapes)  # type: ignore[arg-type]
+    shapes = TRAINABLE_SHAPES
+    write_synthetic_shards(tmp_path / "train", shards=2, images_per_shard=4, seed=0, **shapes)
+    write_synthetic_shards(tmp_path / "holdout", shards=1, images_per_shard=4, seed=99, **shapes)
     flow_env.upload_folder(tmp_path / "train", "sa1b/train/")
     flow_env.upload_folder(tmp_path / "holdout", "sa1b/holdout/")
-    request = request_on(flow_env, max_steps=120, lr=1e-3, margin=0.0, from_scratch=True)
+    request = request_on(flow_env, max_steps=60, lr=1e-3, margin=0.0, from_scratch=True)
     first = retrain_sam(request)
     # The loss curve stored with the training falls (this is also the test model's fine-tune
     # acceptance check: tests/integration/training/test_finetune.py runs it apart under `slow`).
@@ -65,7 +65,7 @@ def test_better_candidate_is_promoted_and_a_worse_one_is_not(
     assert sum(losses[-k:]) / k < 0.8 * sum(losses[:k]) / k
     assert first.production is not None
     assert first.production.name == "random-init"
-    assert first.candidate.metrics["miou"] > first.production.metrics["miou"] + 0.05
+    assert first.candidate.metrics["miou"] > first.production.metrics["miou"] + 0.25
     assert first.promoted, first.reason
     assert versions(flow_env) == [(first.candidate.name, "production")]
     stored = flow_env.s3().head_object(

@@ -22,15 +22,14 @@ from autolabel.models.training.trained_weights import save_trained_weights
 from autolabel.tasks.training.evaluate import evaluate_images, iter_sa1b_images
 from autolabel.tasks.training.train_config import TrainConfig
 from autolabel.tasks.training.trainer import run_training
+from tests.synthetic import TRAINABLE_SHAPES as SHAPES
 from tests.synthetic import write_synthetic_shards
-
-SHAPES = {"height": 64, "width": 80, "max_shapes": 1, "radius": (0.3, 0.45)}
 
 
 def finetune(model_name: str, tmp: Path, *, steps: int, lr: float) -> dict[str, object]:
     """Train from a fixed init; return losses and held-out box mIoU before and after."""
-    write_synthetic_shards(tmp / "train", shards=2, images_per_shard=4, seed=0, **SHAPES)  # type: ignore[arg-type]
-    write_synthetic_shards(tmp / "val", shards=1, images_per_shard=4, seed=99, **SHAPES)  # type: ignore[arg-type]
+    write_synthetic_shards(tmp / "train", shards=2, images_per_shard=4, seed=0, **SHAPES)
+    write_synthetic_shards(tmp / "val", shards=1, images_per_shard=4, seed=99, **SHAPES)
     torch.manual_seed(0)
     start = create_model(model_name)
     init = tmp / "init.pt"

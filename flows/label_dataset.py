@@ -68,10 +68,12 @@ def _label_in_waves(
     ctx: RunContext,
     tally: ShardTally,
     heartbeat: Heartbeat,
+    retry_delays_s: tuple[float, ...],
 ) -> RunStatus:
-    """Submit shards keeping at most SHARDS_IN_FLIGHT running; stop submitting on abort."""
+    """Submit shards keeping at most SHARDS_IN_FLIGHT running; stop submitting on abort. A shard
+    that fails on a transient error is retried after each of `retry_delays_s`."""
     progress = ProgressArtifact(ctx.run_id, len(shards))
-    delays = list(get_settings().labeling.shard_retry_delays_s)
+    delays = list(retry_delays_s)
     shard_task = label_shard.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
     queue = list(reversed(shards))
     while queue:
@@ -161,7 +163,8 @@ def _label_claimed(
     if settings.prefect_api == "server" and shards:
         deployment = find_shard_deployment(settings.labeling.shard_deployment)
     if deployment is None:
-        return _label_in_waves(shards, job, ctx, tally, heartbeat), skipped
+        delays = settings.labeling.shard_retry_delays_s
+        return _label_in_waves(shards, job, ctx, tally, heartbeat, delays), skipped
     labeling = settings.labeling
     sizer = ShardRunSizer(
         images_per_run=labeling.images_per_shard_run,
